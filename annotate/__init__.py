@@ -1,0 +1,1 @@
+"""annotate: see README; built in later issues."""

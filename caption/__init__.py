@@ -1,0 +1,1 @@
+"""caption: see README; built in later issues."""

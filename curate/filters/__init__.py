@@ -1,0 +1,15 @@
+"""CPU filters: each adds ``stat_*`` columns; ``default_filters()`` is the set the stats stage runs."""
+from __future__ import annotations
+
+from curate.filters.base import Filter, ImageView
+from curate.filters.clarity import ClarityFilter
+from curate.filters.exposure import ExposureFilter
+from curate.filters.hashes import HashFilter
+from curate.filters.size import SizeFilter
+
+
+def default_filters() -> list[Filter]:
+    return [SizeFilter(), ClarityFilter(), ExposureFilter(), HashFilter()]
+
+
+__all__ = ["Filter", "ImageView", "default_filters", "SizeFilter", "ClarityFilter", "ExposureFilter", "HashFilter"]

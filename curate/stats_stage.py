@@ -1,0 +1,67 @@
+"""The CPU stats stage: decode each image once (reduced size) and run the CPU filters.
+
+Contract: ``StatsStage(cfg)(batch)`` takes a pyarrow batch with at least ``image`` and
+``reasons`` and returns it with ``image_format``, ``width``, ``height``, every filter's
+``stat_*`` columns, ``reasons`` and ``error_message`` filled. A row that already carries a
+reason (the reader could not get its bytes) passes through untouched; a row whose image
+fails to decode gets that ``Reason`` and null stats. It never raises for bad images.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from curate.config import DecodeConfig
+from curate.decode import DecodeError, decode_grey
+from curate.filters import Filter, ImageView, default_filters
+from curate.schema import SCHEMA
+
+
+def _set(table: pa.Table, name: str, values: list) -> pa.Table:
+    typ = SCHEMA.field(name).type
+    column = pa.array(values, type=typ)
+    idx = table.schema.get_field_index(name)
+    if idx >= 0:
+        return table.set_column(idx, name, column)
+    return table.append_column(pa.field(name, typ), column)
+
+
+class StatsStage:
+    def __init__(self, cfg: DecodeConfig = DecodeConfig(), filters: list[Filter] | None = None):
+        self.cfg = cfg
+        self.filters = filters if filters is not None else default_filters()
+        self.stat_columns = [c for f in self.filters for c in f.columns]
+
+    def measure_one(self, data: bytes | None) -> tuple[dict, str | None, str | None]:
+        """Return (values, reason, error message) for one image's bytes."""
+        try:
+            header, grey = decode_grey(data or b"", self.cfg)
+        except DecodeError as err:
+            return {}, str(err.reason), err.message
+        values: dict = {"image_format": header.format, "width": header.width, "height": header.height}
+        for f in self.filters:
+            values.update(f.measure(ImageView(header, grey)))
+        return values, None, None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        names = ["image_format", "width", "height", *self.stat_columns]
+        out: dict[str, list] = {n: [] for n in names}
+        reasons_out, errors_out = [], []
+        images = batch.column("image").to_pylist()
+        prior_reasons = batch.column("reasons").to_pylist() if "reasons" in batch.column_names else [None] * len(images)
+        prior_errors = (
+            batch.column("error_message").to_pylist() if "error_message" in batch.column_names else [None] * len(images)
+        )
+        for data, prior, prior_error in zip(images, prior_reasons, prior_errors):
+            if prior:
+                values, reasons, error = {}, list(prior), prior_error
+            else:
+                values, reason, error = self.measure_one(data)
+                reasons = [reason] if reason else []
+            for n in names:
+                out[n].append(values.get(n))
+            reasons_out.append(reasons)
+            errors_out.append(error)
+        for n in names:
+            batch = _set(batch, n, out[n])
+        batch = _set(batch, "reasons", reasons_out)
+        return _set(batch, "error_message", errors_out)

@@ -1,0 +1,1 @@
+"""trainer: see README; built in later issues."""

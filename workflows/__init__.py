@@ -1,0 +1,1 @@
+"""workflows: see README; built in later issues."""
