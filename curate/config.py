@@ -97,7 +97,9 @@ class RayConfig(_Strict):
 class CurateConfig(_Strict):
     input: InputConfig = InputConfig()
     decode: DecodeConfig = DecodeConfig()
+    read_stage: StageResources = StageResources(num_cpus=0.25, batch_size=1, actors=None)
     stats_stage: StageResources = StageResources()
+    write_stage: StageResources = StageResources(num_cpus=0.25, batch_size=256, actors=None)
     finalize_stage: StageResources = StageResources(num_cpus=0.5, batch_size=1, actors=None)
     rules: list[Rule] = []
     dedup: DedupConfig = DedupConfig()

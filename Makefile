@@ -1,0 +1,33 @@
+# The two commands a newcomer pastes (README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench eval clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery needs Python >= 3.11"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup   ## build the bundled sample and curate it on a local Ray
+	$(BIN)/refinery curate demo --output demo-out
+
+test: setup   ## the whole test suite (what .ci/run runs)
+	REFINERY_PROGRESS=0 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup  ## benchmarks: each prints ratios against a baseline of the same run
+	$(BIN)/python bench/bench_cpu_stage.py
+	$(BIN)/python bench/bench_dedup.py
+	$(BIN)/python bench/bench_memory.py
+
+eval: setup   ## accuracy of the default decisions (the table in the README)
+	$(BIN)/python bench/eval_accuracy.py
+
+clean:
+	rm -rf demo-out .pytest_cache

@@ -1,0 +1,119 @@
+"""``refinery curate …`` / ``python -m curate …``: run, retune, sample, demo.
+
+Each subcommand is a small function over parsed arguments; errors a user can fix
+(bad config, no input, unusable output) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from curate.config import ConfigError, load_config
+from curate.layout import OutputError
+from curate.readers import InputError
+
+console = Console(stderr=False)
+
+
+def _print_summary(manifest: dict, output: Path, note: str = "") -> None:
+    rows = manifest["rows"]
+    table = Table(title=f"refinery curate{note}: {rows['in']} rows in, {rows['kept']} kept, {rows['rejected']} rejected")
+    table.add_column("reason")
+    table.add_column("rows", justify="right")
+    for reason, count in manifest["reasons"].items():
+        table.add_row(reason, str(count))
+    table.add_row("[bold]kept[/bold]", str(rows["kept"]))
+    console.print(table)
+    shards = manifest["shards"]
+    kept = sum(1 for s in shards if s["kind"] == "kept")
+    console.print(f"shards:   {output}/kept ({kept} files), {output}/rejected ({len(shards) - kept} files)")
+    console.print(f"manifest: {output}/manifest.json")
+    console.print(f"report:   {output}/report.html")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from curate.pipeline import run
+
+    result = run(args.input, args.output, load_config(args.config), overwrite=args.overwrite)
+    if result.already_complete:
+        console.print(f"{result.output} already holds a finished run of this input (pass --overwrite to redo it).")
+    _print_summary(result.manifest, result.output)
+    return 0
+
+
+def cmd_retune(args: argparse.Namespace) -> int:
+    from curate.layout import local_root
+    from curate.retune import retune
+
+    manifest = retune(args.shards, load_config(args.config), args.output)
+    _print_summary(manifest, local_root(args.output or args.shards), " retune")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from curate.sample import build_sample
+
+    manifest = build_sample(Path(args.output), layout=args.layout, seed=args.seed)
+    console.print(f"sample ({args.layout}, {len(manifest.expected)} images) written to {args.output}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from curate.pipeline import run
+    from curate.sample import build_sample
+
+    work = Path(args.output)
+    sample_dir = work / "sample"
+    if not sample_dir.exists():
+        build_sample(sample_dir, layout="folder", seed=0)
+    console.print(f"bundled sample: {sample_dir}")
+    result = run(str(sample_dir), str(work / "curated"), load_config(args.config), overwrite=True)
+    _print_summary(result.manifest, result.output, " demo")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refinery curate", description="Filter, dedup and shard image-text pairs on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="curate an input into Parquet shards (resumes if interrupted)")
+    p.add_argument("--input", required=True, help="image folder, tar glob, Parquet file/glob, or URI (file://, s3://)")
+    p.add_argument("--output", required=True, help="output folder (local path)")
+    p.add_argument("--config", help="YAML config (default: the bundled curate/configs/default.yaml)")
+    p.add_argument("--overwrite", action="store_true", help="delete what --output holds and start over")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("retune", help="re-apply rules and dedup settings over stored stats, without decoding")
+    p.add_argument("--shards", required=True, help="output folder of an earlier run")
+    p.add_argument("--config", help="YAML config with the new thresholds")
+    p.add_argument("--output", help="write the re-tuned shards here instead of in place")
+    p.set_defaults(func=cmd_retune)
+
+    p = sub.add_parser("sample", help="write the bundled sample dataset (real photos + variants each filter catches)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--layout", choices=["folder", "tar", "parquet"], default="folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("demo", help="build the bundled sample and curate it on a local Ray")
+    p.add_argument("--output", default="demo-out")
+    p.add_argument("--config", help="YAML config (default: bundled)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, InputError, OutputError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Decisions over stored stats: thresholds (``config.rules``) and duplicates.
+
+Contract: ``decide(table, config)`` takes rows in their deterministic order with the
+schema's stat columns and ``reasons`` (decode failures recorded by the stats stage; any
+earlier rule or duplicate reasons are discarded and recomputed) and returns the table with
+``keep``, ``reasons`` and ``dup_of`` set. Reasons are ordered: decode failure, rules in
+config order, then ``exact_duplicate`` / ``near_duplicate``. Only rows that pass every
+rule take part in dedup, so a blurry copy never displaces a sharp one. No image is read.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.config import CurateConfig, Rule
+from curate.dedup import dedup_decisions, near_pairs
+from curate.reasons import DECODE_FAILURES
+from curate.schema import SCHEMA
+
+
+def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
+    """Boolean mask of rows whose ``rule.column`` is outside [min, max]; nulls never violate."""
+    values = pc.fill_null(table.column(rule.column).cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    bad = np.zeros(len(values), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        if rule.min is not None:
+            bad |= values < rule.min
+        if rule.max is not None:
+            bad |= values > rule.max
+    return bad
+
+
+def decode_reasons(table: pa.Table) -> list[list[str]]:
+    return [[r for r in (rs or []) if r in DECODE_FAILURES] for rs in table.column("reasons").to_pylist()]
+
+
+def _set(table: pa.Table, name: str, values) -> pa.Table:
+    column = pa.array(values, type=SCHEMA.field(name).type)
+    idx = table.schema.get_field_index(name)
+    if idx >= 0:
+        return table.set_column(idx, name, column)
+    return table.append_column(SCHEMA.field(name), column)
+
+
+def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs) -> pa.Table:
+    reasons = decode_reasons(table)
+    for rule in config.rules:
+        for i in np.flatnonzero(rule_violations(table, rule)):
+            if str(rule.reason) not in reasons[i]:
+                reasons[i].append(str(rule.reason))
+    eligible = np.array([not r for r in reasons], dtype=bool)
+    phash_col = table.column("stat_phash")
+    has_phash = ~np.asarray(phash_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    phash = pc.fill_null(phash_col, 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+    w = pc.fill_null(table.column("width"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    h = pc.fill_null(table.column("height"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    dup_reason, dup_of = dedup_decisions(
+        table.column("id").to_pylist(), phash, has_phash, w * h, eligible, config.dedup, pair_finder
+    )
+    for i, reason in enumerate(dup_reason):
+        if reason:
+            reasons[i].append(str(reason))
+    table = _set(table, "reasons", reasons)
+    table = _set(table, "keep", [not r for r in reasons])
+    return _set(table, "dup_of", dup_of)

@@ -1,0 +1,48 @@
+"""Every YAML config in the repo validates; mistakes in a config are clear errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate.config import DEFAULT_CONFIG, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(
+    p for p in [*ROOT.glob("curate/configs/*.yaml"), *ROOT.glob("deploy/**/*.yaml"), *ROOT.glob("workflows/**/*.yaml")]
+    if "kind:" not in p.read_text()  # Kubernetes manifests are checked in test_deploy
+)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_config_in_the_repo_validates(path):
+    load_config(path)
+
+
+def test_no_config_means_the_bundled_default():
+    assert load_config(None) == load_config(DEFAULT_CONFIG)
+    assert load_config(None).rules, "the default config must have rules"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rules:\n  - {column: stat_clarity, min: 1, reason: fuzzy}\n", "reason"),
+        ("rules:\n  - {column: stat_sharpness, min: 1, reason: blurry}\n", "unknown column"),
+        ("rules:\n  - {column: caption, min: 1, reason: blurry}\n", "not numeric"),
+        ("rules:\n  - {column: stat_clarity, reason: blurry}\n", "needs min or max"),
+        ("stats_stage: {num_cpu: 1}\n", "num_cpu"),
+        ("dedup: {radius: 99}\n", "radius"),
+        ("decode: [1, 2\n", "not valid YAML"),
+    ],
+)
+def test_config_mistakes_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")

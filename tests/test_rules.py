@@ -1,0 +1,73 @@
+"""Rules turn stored stats into keep flags and ordered reason codes; dedup sees only passing rows."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from curate.config import CurateConfig, DedupConfig, Rule
+from curate.rules import decide, rule_violations
+from curate.schema import conform
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    base = {"source_uri": "u", "reasons": []}
+    full = [{**base, "source_index": i, **r} for i, r in enumerate(rows)]
+    table = conform(pa.Table.from_pylist(full))
+    return table.append_column("_partition", pa.array([0] * len(full), pa.int32()))
+
+
+def test_bounds_are_inclusive_and_nulls_never_violate():
+    table = _table([{"id": "a", "stat_clarity": 99.9}, {"id": "b", "stat_clarity": 100.0}, {"id": "c", "stat_clarity": None}])
+    assert rule_violations(table, Rule(column="stat_clarity", min=100, reason="blurry")).tolist() == [True, False, False]
+    assert rule_violations(table, Rule(column="stat_clarity", max=99.9, reason="blurry")).tolist() == [False, True, False]
+
+
+def _config(radius: int = 4) -> CurateConfig:
+    return CurateConfig(
+        rules=[
+            Rule(column="stat_short_side", min=256, reason="too_small"),
+            Rule(column="stat_clarity", min=100, reason="blurry"),
+        ],
+        dedup=DedupConfig(radius=radius),
+    )
+
+
+def test_reasons_follow_decode_then_rule_order_and_keep_is_their_absence():
+    table = _table(
+        [
+            {"id": "a", "stat_short_side": 512, "stat_clarity": 500.0, "stat_phash": 1, "width": 512, "height": 512},
+            {"id": "b", "stat_short_side": 100, "stat_clarity": 5.0, "stat_phash": 2**63, "width": 100, "height": 100},
+            {"id": "c", "reasons": ["truncated"], "error_message": "half a file"},
+            {"id": "d", "stat_short_side": 600, "stat_clarity": 900.0, "reasons": ["blurry", "near_duplicate"],
+             "stat_phash": 2**40, "width": 600, "height": 600},
+        ]
+    )
+    out = decide(table, _config())
+    assert out.column("reasons").to_pylist() == [[], ["too_small", "blurry"], ["truncated"], []]
+    assert out.column("keep").to_pylist() == [True, False, False, True]
+    assert out.column("error_message").to_pylist()[2] == "half a file"
+
+
+def test_a_blurry_copy_never_displaces_the_sharp_one():
+    # Same hash; the blurry one is larger, but fails a rule, so the sharp one is kept.
+    table = _table(
+        [
+            {"id": "sharp", "stat_short_side": 400, "stat_clarity": 500.0, "stat_phash": 12345, "width": 400, "height": 400},
+            {"id": "blurry_big", "stat_short_side": 800, "stat_clarity": 10.0, "stat_phash": 12345, "width": 800, "height": 800},
+            {"id": "resized", "stat_short_side": 300, "stat_clarity": 300.0, "stat_phash": 12345 ^ 0b111, "width": 300, "height": 300},
+        ]
+    )
+    out = decide(table, _config(radius=4))
+    assert out.column("reasons").to_pylist() == [[], ["blurry"], ["near_duplicate"]]
+    assert out.column("dup_of").to_pylist() == [None, None, "sharp"]
+    # A tighter radius over the same stored stats: no longer duplicates.
+    out = decide(table, _config(radius=2))
+    assert out.column("reasons").to_pylist() == [[], ["blurry"], []]
+
+
+def test_exact_duplicates_keep_the_first_row():
+    row = {"stat_short_side": 400, "stat_clarity": 500.0, "stat_phash": 7, "width": 400, "height": 400}
+    table = _table([{"id": "same", **row}, {"id": "same", **row}, {"id": "other", **row, "stat_phash": np.uint64(2**64 - 1)}])
+    out = decide(table, _config())
+    assert out.column("reasons").to_pylist() == [[], ["exact_duplicate"], []]
+    assert out.column("dup_of").to_pylist() == [None, "same", None]
