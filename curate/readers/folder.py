@@ -1,0 +1,78 @@
+"""Folder input: image files found by extension, with same-stem caption sidecars.
+
+Contract:
+- ``folder_partitions(location, root, image_paths, files_per_partition, first_index)`` splits
+  the sorted image paths into partitions of ``files_per_partition`` files; ``uri`` is the
+  folder root, ``members`` the image references (as ``location.uri`` spells them).
+- ``read_folder(p)`` yields one ``Record`` per member, in order: ``source_uri`` the file,
+  ``source_index`` 0, ``source_key`` None. Sidecars share the image's stem (``a/b.jpg`` ->
+  ``a/b.txt``, ``a/b.json``): ``.txt`` is the caption (stripped), ``.json`` the ``meta`` text as
+  is, and without a ``.txt`` the caption is the JSON's ``caption`` or ``text`` string. A
+  member that cannot be read (vanished, unreadable) becomes a ``read_error`` record; its
+  sidecars are still attached. Content is never checked here: a PNG named ``.jpg`` is read
+  like any other file (decoding comes later).
+"""
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+
+import pyarrow.fs as pafs
+
+from curate.readers.contract import FOLDER, Partition, ReadError
+from curate.readers.fsutil import Location, locate, read_bytes
+from curate.readers.records import Placeholder, Record, caption_from_json, decode_text, failed
+
+SIDECAR_SUFFIXES = (".txt", ".json")
+
+
+def folder_partitions(
+    location: Location, root: str, image_paths: list[str], files_per_partition: int, first_index: int = 0
+) -> list[Partition]:
+    paths = sorted(image_paths)
+    chunks = [paths[i : i + files_per_partition] for i in range(0, len(paths), files_per_partition)]
+    return [
+        Partition(first_index + n, FOLDER, location.uri(root), tuple(location.uri(path) for path in chunk), len(chunk))
+        for n, chunk in enumerate(chunks)
+    ]
+
+
+def _stem(path: str) -> str:
+    return posixpath.splitext(path)[0]
+
+
+def _existing_sidecars(location: Location, paths: list[str]) -> set[str]:
+    """References of the sidecar files that exist next to ``paths`` (one listing call)."""
+    candidates = sorted({_stem(path) + suffix for path in paths for suffix in SIDECAR_SUFFIXES})
+    infos = location.filesystem.get_file_info(candidates)
+    return {location.uri(path) for path, info in zip(candidates, infos) if info.type == pafs.FileType.File}
+
+
+def _read_text(ref: str, existing: set[str]) -> str | None:
+    if ref not in existing:
+        return None
+    try:
+        return decode_text(read_bytes(ref))
+    except ReadError:
+        return None  # the sidecar vanished after listing: the image row still stands
+
+
+def read_folder(p: Partition) -> Iterator[Record]:
+    """One record per member of a folder partition (see module doc)."""
+    location = locate(p.uri)[0]
+    paths = [locate(member)[1] for member in p.members]
+    existing = _existing_sidecars(location, paths)
+    for member, path in zip(p.members, paths):
+        caption = _read_text(location.uri(_stem(path) + ".txt"), existing)
+        meta = _read_text(location.uri(_stem(path) + ".json"), existing)
+        caption = caption.strip() if caption is not None else caption_from_json(meta)
+        try:
+            image = read_bytes(member)
+        except ReadError as err:
+            yield Record(member, 0, None, None, caption, meta, error=str(err))
+            continue
+        yield Record(member, 0, None, image, caption, meta)
+
+
+def folder_placeholder(p: Partition) -> Placeholder:
+    return lambda seq, why: failed(p.members[seq], 0, None, why)

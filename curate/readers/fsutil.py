@@ -1,0 +1,141 @@
+"""Paths and URIs for the readers: pyarrow filesystems, stable URI spelling, reading bytes.
+
+Contract:
+- A reference is either a local path (no ``://``) or a URI pyarrow's
+  ``FileSystem.from_uri`` understands (``file:///data/x.tar``, ``s3://bucket/key``, a
+  ``?key=value`` query string kept). ``locate(ref)`` returns its ``Location`` (which
+  filesystem, and how to spell paths on it) and the filesystem path. Local paths are made
+  absolute; URI paths are percent-decoded. The wildcards ``* ? [`` are allowed in the path
+  (for URIs ``?`` starts a query only when what follows looks like ``key=value``).
+- ``Location.uri(path)`` spells a filesystem path back: local input stays a plain absolute
+  path, URI input gives ``scheme://authority/path`` (percent-encoded, query kept), so the
+  same input always yields the same strings and ``locate(location.uri(p))`` gives back ``p``.
+- ``read_bytes(ref)`` returns a whole file or raises ``ReadError``; ``http(s)`` references are
+  refused (downloading is not the readers' job).
+- ``suffix_of(ref)`` is the lower-case final extension (``.jpg``), or ``.tar.gz`` for tars.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from curate.readers.contract import ReadError
+
+WILDCARD_CHARS = "*?["
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+PARQUET_SUFFIXES = (".parquet",)
+_QUERY = re.compile(r"^[A-Za-z0-9_.\-]+=[^/]*$")
+_URI_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A filesystem and the spelling of its paths; ``scheme`` None means local plain paths."""
+
+    scheme: str | None = None
+    authority: str = ""
+    query: str = ""  # "" or "?key=value..."
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        return _root(self.scheme, self.authority, self.query)[0]
+
+    def path(self, uri_path: str) -> str:
+        """Filesystem path for the (percent-encoded) path part of a URI on this location."""
+        if self.scheme is None:
+            return os.path.abspath(os.path.expanduser(uri_path))
+        root = _root(self.scheme, self.authority, self.query)[1].rstrip("/")
+        return f"{root}/{unquote(uri_path).strip('/')}".rstrip("/") or "/"
+
+    def uri(self, path: str) -> str:
+        """The stable reference for a filesystem path on this location."""
+        if self.scheme is None:
+            return path
+        root = _root(self.scheme, self.authority, self.query)[1].rstrip("/")
+        if root and not path.startswith(root + "/") and path != root:
+            raise ValueError(f"{path!r} is not on {self.scheme}://{self.authority}")
+        rel = path[len(root):].lstrip("/")
+        return f"{self.scheme}://{self.authority}/{quote(rel, safe=_URI_SAFE)}{self.query}"
+
+
+@functools.lru_cache(maxsize=64)
+def _root(scheme: str | None, authority: str, query: str) -> tuple[pafs.FileSystem, str]:
+    if scheme is None:
+        return pafs.LocalFileSystem(), "/"
+    fs, root = pafs.FileSystem.from_uri(f"{scheme}://{authority}/{query}")
+    return fs, root
+
+
+def _split_uri(ref: str) -> tuple[str, str, str, str]:
+    """``scheme://authority/path?query`` -> (scheme, authority, path, "?query" or "")."""
+    scheme, rest = ref.split("://", 1)
+    query = ""
+    if "?" in rest:
+        body, tail = rest.rsplit("?", 1)
+        if _QUERY.match(tail):
+            rest, query = body, f"?{tail}"
+    authority, _, uri_path = rest.partition("/")
+    return scheme.lower(), authority, uri_path, query
+
+
+def locate(ref: str) -> tuple[Location, str]:
+    """Split a reference into its ``Location`` and filesystem path (see module doc)."""
+    if "://" not in ref:
+        return Location(), Location().path(ref)
+    scheme, authority, uri_path, query = _split_uri(ref)
+    location = Location(scheme, authority, query)
+    return location, location.path(uri_path)
+
+
+def resolve(ref: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of a reference; raises ``ReadError`` when it has none."""
+    try:
+        location, path = locate(ref)
+        return location.filesystem, path
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise ReadError(f"cannot resolve {ref}: {err}") from err
+
+
+def is_download_url(ref: str) -> bool:
+    return ref.split("://", 1)[0].lower() in ("http", "https") if "://" in ref else False
+
+
+def read_bytes(ref: str) -> bytes:
+    """The whole content of the file at ``ref``; ``ReadError`` when it cannot be read."""
+    if is_download_url(ref):
+        raise ReadError(f"{ref}: downloading http(s) images is not supported; fetch them first (e.g. img2dataset)")
+    fs, path = resolve(ref)
+    try:
+        with fs.open_input_stream(path, compression=None) as stream:
+            return stream.read()
+    except (OSError, pa.ArrowException) as err:
+        raise ReadError(f"cannot read {ref}: {err}") from err
+
+
+def suffix_of(ref: str) -> str:
+    """Lower-case extension of a path or URI (query ignored); ``.tar.gz`` kept whole."""
+    if "://" in ref:
+        ref = _split_uri(ref)[2]
+    name = posixpath.basename(ref.replace("\\", "/")).lower()
+    if name.endswith(".tar.gz"):
+        return ".tar.gz"
+    return os.path.splitext(name)[1]
+
+
+def is_tar(ref: str) -> bool:
+    return suffix_of(ref) in TAR_SUFFIXES
+
+
+def is_parquet(ref: str) -> bool:
+    return suffix_of(ref) in PARQUET_SUFFIXES
+
+
+def has_wildcard(text: str) -> bool:
+    return any(c in text for c in WILDCARD_CHARS)

@@ -1,0 +1,85 @@
+"""List an input as partitions, and read one partition as Arrow batches.
+
+Contract:
+- ``list_partitions(input, cfg)`` finds the files the input names (``curate.readers.listing``)
+  and decides its kind from their extensions:
+  * WebDataset tars (``.tar``, ``.tar.gz``, ``.tgz``): one partition per tar. Parquet files
+    beside them are ignored (img2dataset writes its metadata Parquet next to each tar);
+  * else Parquet files: one partition per file;
+  * else images (``cfg.image_extensions``, any case): folder partitions of
+    ``cfg.files_per_partition`` files; other files (sidecars) are not rows;
+  * images mixed with tars or Parquet files, or none of the three: ``InputError``.
+  Partitions are in sorted path order, so indexes are the same on every run.
+- ``read_partition(p, cfg)`` yields ``pa.Table`` batches of at most ``cfg.read_batch_rows``
+  rows with ``curate.readers.records.READ_SCHEMA``, exactly ``p.rows`` rows in all, ``_seq``
+  0..rows-1 in source order. A file that vanished or broke since listing becomes
+  ``read_error`` rows; it never raises for one bad file.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+
+from curate.config import InputConfig
+from curate.readers.contract import FOLDER, PARQUET, TAR, InputError, Partition
+from curate.readers.folder import folder_partitions, folder_placeholder, read_folder
+from curate.readers.fsutil import Location, is_parquet, is_tar, suffix_of
+from curate.readers.listing import find_files
+from curate.readers.parquet import parquet_partition, parquet_placeholder, read_parquet
+from curate.readers.records import to_batches
+from curate.readers.webdataset import count_samples, image_suffix_set, read_tar, tar_placeholder
+
+LISTING_THREADS = 8
+
+
+def _tar_partitions(location: Location, paths: list[str]) -> list[Partition]:
+    fs = location.filesystem
+    with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
+        counts = list(pool.map(lambda path: count_samples(fs, path), paths))
+    return [Partition(i, TAR, location.uri(path), (), rows) for i, (path, rows) in enumerate(zip(paths, counts))]
+
+
+def _parquet_partitions(location: Location, paths: list[str], cfg: InputConfig) -> list[Partition]:
+    fs = location.filesystem
+    with ThreadPoolExecutor(min(LISTING_THREADS, len(paths))) as pool:
+        return list(pool.map(lambda item: parquet_partition(item[0], fs, item[1], location.uri(item[1]), cfg), enumerate(paths)))
+
+
+def list_partitions(input: str, cfg: InputConfig) -> list[Partition]:
+    """The input's partitions in deterministic order (see module doc)."""
+    location, root, paths = find_files(input)
+    image_suffixes = {e.lower() for e in cfg.image_extensions}
+    tars = [p for p in paths if is_tar(p)]
+    parquets = [p for p in paths if is_parquet(p)]
+    images = [p for p in paths if suffix_of(p) in image_suffixes]
+    if images and (tars or parquets):
+        raise InputError(
+            f"input {input!r} mixes {len(images)} image files with {len(tars)} tars and {len(parquets)} "
+            "Parquet files; point it at one kind (e.g. a glob like '*.tar')"
+        )
+    if tars:
+        return _tar_partitions(location, tars)
+    if parquets:
+        return _parquet_partitions(location, parquets, cfg)
+    if images:
+        return folder_partitions(location, root, images, cfg.files_per_partition)
+    found = sorted({suffix_of(p) or "(none)" for p in paths})
+    raise InputError(
+        f"input {input!r}: {len(paths)} files but no images ({', '.join(sorted(image_suffixes))}), "
+        f".tar or .parquet files; extensions found: {', '.join(found)}"
+    )
+
+
+def read_partition(p: Partition, cfg: InputConfig) -> Iterator[pa.Table]:
+    """Batches of exactly ``p.rows`` rows for one partition (see module doc)."""
+    if p.kind == FOLDER:
+        records, placeholder = read_folder(p), folder_placeholder(p)
+    elif p.kind == TAR:
+        records, placeholder = read_tar(p, image_suffix_set(cfg.image_extensions)), tar_placeholder(p)
+    elif p.kind == PARQUET:
+        records, placeholder = read_parquet(p, cfg), parquet_placeholder(p)
+    else:
+        raise ValueError(f"unknown partition kind {p.kind!r}")
+    return to_batches(p, records, placeholder, cfg.read_batch_rows)

@@ -1,0 +1,140 @@
+"""Rows as the readers yield them, and the batching that keeps ``Partition.rows`` exact.
+
+Contract:
+- A format reader yields one ``Record`` per row, in source order. ``image`` None means the
+  bytes could not be obtained; ``error`` then says why (the row gets ``reasons=["read_error"]``).
+- ``to_batches(p, records, placeholder, batch_rows)`` turns them into ``pa.Table`` batches of
+  at most ``batch_rows`` rows with ``READ_SCHEMA``: ``id`` (sha256 of the bytes, or of
+  ``f"{source_uri}#{source_index}"`` when there are none), the source reference, ``image``,
+  ``caption``, ``meta``, ``reasons``, ``error_message``, ``_partition`` and ``_seq``.
+  It yields exactly ``p.rows`` rows: if the records stop early (the source vanished, broke or
+  shrank since listing) the rest are ``placeholder(seq, why)`` rows; if there are more, the
+  surplus is dropped with a ``RuntimeWarning``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from curate.readers.contract import Partition
+from curate.reasons import Reason
+from curate.schema import SCHEMA
+
+READ_COLUMNS = ["id", "source_uri", "source_index", "source_key", "image", "caption", "meta", "reasons", "error_message"]
+READ_SCHEMA = pa.schema(
+    [SCHEMA.field(name) for name in READ_COLUMNS]
+    + [pa.field("_partition", pa.int32(), nullable=False), pa.field("_seq", pa.int64(), nullable=False)]
+)
+
+# What breaking I/O looks like; anything else is a bug and propagates.
+SOURCE_FAILURES = (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, pa.ArrowException)
+
+
+@dataclass(frozen=True)
+class Record:
+    source_uri: str
+    source_index: int
+    source_key: str | None
+    image: bytes | None
+    caption: str | None = None
+    meta: str | None = None
+    error: str | None = None  # why image is None
+
+    @property
+    def id(self) -> str:
+        if self.image is not None:
+            return hashlib.sha256(self.image).hexdigest()
+        return hashlib.sha256(f"{self.source_uri}#{self.source_index}".encode()).hexdigest()
+
+
+Placeholder = Callable[[int, str], Record]
+
+
+def failed(source_uri: str, source_index: int, source_key: str | None, error: str) -> Record:
+    return Record(source_uri, source_index, source_key, None, error=error)
+
+
+def decode_text(data: bytes) -> str:
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def caption_from_json(text: str | None) -> str | None:
+    """The ``caption`` (else ``text``) string of a JSON object, stripped; None otherwise."""
+    if text is None:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(obj, dict):
+        for key in ("caption", "text"):
+            if isinstance(obj.get(key), str):
+                return obj[key].strip()
+    return None
+
+
+def _table(rows: list[Record], partition: int, first_seq: int) -> pa.Table:
+    columns = {
+        "id": [r.id for r in rows],
+        "source_uri": [r.source_uri for r in rows],
+        "source_index": [r.source_index for r in rows],
+        "source_key": [r.source_key for r in rows],
+        "image": [r.image for r in rows],
+        "caption": [r.caption for r in rows],
+        "meta": [r.meta for r in rows],
+        "reasons": [[] if r.image is not None else [str(Reason.READ_ERROR)] for r in rows],
+        "error_message": [None if r.image is not None else (r.error or "unreadable") for r in rows],
+        "_partition": [partition] * len(rows),
+        "_seq": list(range(first_seq, first_seq + len(rows))),
+    }
+    return pa.Table.from_pydict(columns, schema=READ_SCHEMA)
+
+
+def to_batches(p: Partition, records: Iterable[Record], placeholder: Placeholder, batch_rows: int) -> Iterator[pa.Table]:
+    """Batch ``records`` into exactly ``p.rows`` rows (see module doc)."""
+    pending: list[Record] = []
+    seq = 0
+    why: str | None = None
+    iterator = iter(records)
+    while seq < p.rows:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            break
+        except SOURCE_FAILURES as err:
+            why = f"{p.uri}: reading failed after {seq} of {p.rows} rows: {type(err).__name__}: {err}"
+            break
+        pending.append(record)
+        seq += 1
+        if len(pending) == batch_rows:
+            yield _table(pending, p.index, seq - len(pending))
+            pending = []
+    else:
+        if _has_more(iterator):
+            warnings.warn(f"{p.uri} has more rows than the {p.rows} listed; the rest are not read", RuntimeWarning)
+    if hasattr(iterator, "close"):
+        iterator.close()
+    if why is None:
+        why = f"{p.uri}: source ended after {seq} of {p.rows} rows (changed since listing?)"
+    while seq < p.rows:
+        pending.append(placeholder(seq, why))
+        seq += 1
+        if len(pending) == batch_rows:
+            yield _table(pending, p.index, seq - len(pending))
+            pending = []
+    if pending:
+        yield _table(pending, p.index, seq - len(pending))
+
+
+def _has_more(iterator: Iterator[Record]) -> bool:
+    try:
+        return next(iterator, None) is not None
+    except SOURCE_FAILURES:
+        return False
