@@ -1,0 +1,217 @@
+"""The bundled sample dataset: layouts, captions, determinism, and that its labels are true.
+
+The label check runs the real stats stage and the default rules on every sample (no Ray):
+decode failures and rule reasons must be exactly the manifest's; duplicates must pass the
+rules and be within (near) or equal to (exact) their original, and every other pair of
+decodable samples must be farther apart than the dedup radius, so dedup can flag nothing
+the manifest does not expect.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.config import Rule, load_config
+from curate.reasons import DECODE_FAILURES, Reason
+from curate.sample import LAYOUTS, MANIFEST_NAME, SampleManifest, build_sample
+from curate.stats_stage import StatsStage
+
+DUPLICATES = {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE}
+NOT_IN_SAMPLE = {Reason.READ_ERROR}  # a source that cannot be read is not a file one can ship
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, tuple[Path, SampleManifest]]:
+    out = {}
+    for layout in LAYOUTS:
+        root = tmp_path_factory.mktemp(layout)
+        out[layout] = (root, build_sample(root, layout, seed=0))
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+def _folder_images(root: Path, manifest: SampleManifest) -> dict[str, bytes]:
+    return {e.key: (root / e.filename).read_bytes() for e in manifest.entries}
+
+
+def test_manifest_size_coverage_and_file(built):
+    root, manifest = built["folder"]
+    keys = [e.key for e in manifest.entries]
+    assert 40 <= len(keys) <= 60
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert all("." not in k and "/" not in k for k in keys)  # WebDataset keys
+    covered = set().union(*manifest.expected.values())
+    assert covered == set(Reason) - NOT_IN_SAMPLE
+    kept = [e for e in manifest.entries if not e.expected]
+    assert len(kept) >= 15 and all(e.variant == "original" for e in kept)
+    assert SampleManifest.load(root / MANIFEST_NAME) == manifest
+    assert SampleManifest.load(root) == manifest
+    for e in manifest.entries:
+        if e.duplicate_of is not None:
+            assert e.expected <= DUPLICATES and manifest.expected[e.duplicate_of] == frozenset()
+            assert e.duplicate_of < e.key  # the original comes first in every layout's order
+
+
+def test_folder_layout_has_image_caption_and_sidecar(built):
+    root, manifest = built["folder"]
+    names = {p.name for p in root.iterdir()}
+    assert names == {MANIFEST_NAME} | {
+        n for e in manifest.entries for n in (e.filename, f"{e.key}.txt", f"{e.key}.json")
+    }
+    for e in manifest.entries:
+        caption = (root / f"{e.key}.txt").read_text().strip()
+        assert caption == e.caption and len(caption.split()) >= 4
+        meta = json.loads((root / f"{e.key}.json").read_text())
+        assert meta == {"caption": e.caption, "variant": e.variant, "source_photo": e.source_photo}
+        assert e.container is None
+
+
+def test_tar_layout_is_two_webdataset_shards(built):
+    root, manifest = built["tar"]
+    folder_root, folder_manifest = built["folder"]
+    originals = _folder_images(folder_root, folder_manifest)
+    tars = sorted(root.glob("*.tar"))
+    assert [t.name for t in tars] == ["00000.tar", "00001.tar"]
+    seen = []
+    for tar_path in tars:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            payload = {m.name: tar.extractfile(m).read() for m in members}
+        entries = [e for e in manifest.entries if e.container == tar_path.name]
+        assert entries and len(members) == 3 * len(entries)
+        for e in sorted(entries, key=lambda e: e.index):
+            assert payload[e.filename] == originals[e.key]
+            assert payload[f"{e.key}.txt"].decode() == e.caption
+            assert json.loads(payload[f"{e.key}.json"])["caption"] == e.caption
+            seen.append(e.key)
+        # members come grouped per sample, image first, in index order
+        assert [m.name for m in members][::3] == [e.filename for e in sorted(entries, key=lambda e: e.index)]
+    assert sorted(seen) == sorted(originals)
+
+
+def test_parquet_layout_is_two_files_with_image_caption_key(built):
+    root, manifest = built["parquet"]
+    folder_root, folder_manifest = built["folder"]
+    originals = _folder_images(folder_root, folder_manifest)
+    parts = sorted(root.glob("*.parquet"))
+    assert len(parts) == 2
+    rows = 0
+    for part in parts:
+        table = pq.read_table(part)
+        assert table.column_names == ["key", "image", "caption"]
+        assert table.schema.field("image").type == pa.binary()
+        entries = {e.key: e for e in manifest.entries if e.container == part.name}
+        assert table.column("key").to_pylist() == sorted(entries, key=lambda k: entries[k].index)
+        for key, image, caption in zip(*(table.column(c).to_pylist() for c in ("key", "image", "caption"))):
+            assert image == originals[key] and caption == entries[key].caption and caption
+        rows += table.num_rows
+    assert rows == len(originals)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_same_seed_builds_byte_identical_files(built, tmp_path, layout):
+    root, manifest = built[layout]
+    again = build_sample(tmp_path / "again", layout, seed=0)
+    assert again == manifest
+    assert _files(tmp_path / "again") == _files(root)
+
+
+def test_another_seed_changes_files_but_not_labels(built, tmp_path):
+    root, manifest = built["folder"]
+    other = build_sample(tmp_path, "folder", seed=1)
+    assert other.expected == manifest.expected
+    changed = [e.key for e in other.entries if (tmp_path / e.filename).read_bytes() != (root / e.filename).read_bytes()]
+    assert {"rocket_corrupt", "chelsea_truncated", "hubble_strip_wide"} <= set(changed)
+    assert not [e.key for e in other.entries if e.variant == "original" and e.key in changed]  # originals ignore the seed
+
+
+def test_unknown_layout_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="layout"):
+        build_sample(tmp_path, "zip")
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _rule_reasons(row: dict, rules: list[Rule]) -> set[Reason]:
+    """Rule semantics of ``curate.config.Rule``: value < min or value > max -> reason."""
+    out = set()
+    for rule in rules:
+        value = row[rule.column]
+        if (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max):
+            out.add(rule.reason)
+    return out
+
+
+def _measure(root: Path, manifest: SampleManifest) -> dict[str, dict]:
+    cfg = load_config()
+    images = [(root / e.filename).read_bytes() for e in manifest.entries]
+    reasons = pa.array([[]] * len(images), pa.list_(pa.string()))
+    batch = pa.table({"image": pa.array(images, pa.binary()), "reasons": reasons})
+    table = StatsStage(cfg.decode)(batch)
+    rows = table.to_pylist()
+    for row, data in zip(rows, images):
+        row["id"] = hashlib.sha256(data).hexdigest()
+    return {e.key: row for e, row in zip(manifest.entries, rows)}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_config_gives_the_expected_reasons(tmp_path, seed):
+    manifest = build_sample(tmp_path, "folder", seed=seed)
+    cfg = load_config()
+    rows = _measure(tmp_path, manifest)
+    hashes = {}
+    for e in manifest.entries:
+        row = rows[e.key]
+        decode = {Reason(r) for r in row["reasons"]}
+        assert decode <= DECODE_FAILURES
+        if decode:
+            assert decode == e.expected, (e.key, row["error_message"])
+            assert row["stat_phash"] is None
+            continue
+        got = _rule_reasons(row, cfg.rules)
+        assert got == e.expected - DUPLICATES, (e.key, got, {r.column: row[r.column] for r in cfg.rules})
+        if not got:
+            hashes[e.key] = row["stat_phash"]
+
+    radius = cfg.dedup.radius
+    by_key = {e.key: e for e in manifest.entries}
+    for key, entry in by_key.items():
+        if Reason.EXACT_DUPLICATE in entry.expected:
+            assert rows[key]["id"] == rows[entry.duplicate_of]["id"]
+        elif Reason.NEAR_DUPLICATE in entry.expected:
+            assert rows[key]["id"] != rows[entry.duplicate_of]["id"]
+            assert bin(hashes[key] ^ hashes[entry.duplicate_of]).count("1") <= radius
+            w, h = rows[key]["width"], rows[key]["height"]
+            assert w * h <= rows[entry.duplicate_of]["width"] * rows[entry.duplicate_of]["height"]
+    originals = [k for k in hashes if by_key[k].duplicate_of is None]
+    distances = {(a, b): bin(hashes[a] ^ hashes[b]).count("1") for a, b in combinations(originals, 2)}
+    close = {pair: d for pair, d in distances.items() if d <= radius}
+    assert not close, f"distinct samples within the dedup radius {radius}: {close}"
+    assert min(distances.values()) > radius + 2  # some margin, so a small decode change cannot flip it
+    assert set(originals) == {e.key for e in manifest.entries if not e.expected}
+
+
+def test_decode_failures_are_the_intended_bytes(built):
+    root, manifest = built["folder"]
+    data = {e.key: (root / e.filename).read_bytes() for e in manifest.entries}
+    assert data["empty_download"] == b""
+    assert data["bomb_100000x100000"].startswith(b"\x89PNG") and len(data["bomb_100000x100000"]) < 200
+    assert data["error_page_as_jpg"].lstrip().lower().startswith(b"<!doctype html")
+    assert data["coins_as_ppm"].startswith(b"P")
+    assert data["chelsea_truncated"].startswith(b"\xff\xd8") and not data["chelsea_truncated"].endswith(b"\xff\xd9")
+    assert data["rocket_corrupt"].endswith(b"\xff\xd9") and data["rocket_corrupt"].count(b"\xff\xd8") >= 2
+    sizes = {e.key: len(data[e.key]) for e in manifest.entries}
+    assert sum(sizes.values()) < 4_000_000
+    assert np.median(list(sizes.values())) > 10_000
