@@ -22,15 +22,16 @@ Cases (seeded):
   ``stat_phash`` is <= radius. Negatives: every pair of distinct, non-overlapping units.
 - clarity: originals vs Gaussian blur sigma 3, 4, 6, 8; score ``stat_clarity`` (low = blurry).
 - exposure: originals vs brightness x1.6, x2.0, x2.5 and +80, +115, +150 (clipped to 255),
-  score ``stat_overexposed``; originals vs x0.15, x0.25, x0.4, score ``stat_underexposed``.
+  score ``stat_overexposed``; originals vs x0.15, x0.25, x0.4, score ``stat_luma_p99`` (the
+  99th-percentile grey of the reduced decode; lower = more under-exposed, so a rule flags
+  ``value < min``), with ``stat_underexposed`` (fraction of grey <= 5) as a diagnostic row.
 Originals and variants are JPEG quality 95, except in the clarity rows that repeat the
 measure on lossless PNG of the same pixels (the decode path differs by format).
 
 The recommended threshold maximises TPR - FPR (Youden's J) on these cases (midpoint of the
 best cuts, two significant digits); the default is what ``default.yaml`` holds. Diagnostics
-(not pipeline rules): ``stat_clarity`` PNG/JPEG ratio on the same pixels, ``stat_brightness``
-and the 99th-percentile grey of the same reduced decode (``curate.decode.decode_grey``) as
-alternative exposure scores.
+(not pipeline rules): the ``stat_underexposed`` row and sweep, ``stat_clarity`` PNG/JPEG ratio
+on the same pixels, ``stat_brightness`` and ``stat_luma_p99`` as alternative exposure scores.
 """
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curate.config import CurateConfig, Rule, load_config  # noqa: E402
-from curate.decode import decode_grey  # noqa: E402
 from curate.reasons import Reason  # noqa: E402
 from curate.sample import PHOTOS, encode, load_photo  # noqa: E402
 from curate.stats_stage import StatsStage  # noqa: E402
@@ -71,6 +71,7 @@ TARGET_P, TARGET_R, TARGET_AUC = 0.98, 0.95, 0.95
 CLARITY_SWEEP = (20, 30, 40, 45, 50, 60, 80, 100)
 OVER_SWEEP = (0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25)
 UNDER_SWEEP = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
+P99_SWEEP = (60, 80, 90, 100, 105, 110, 115, 120)
 CROP_RADII = (4, 6, 8, 10)
 CROP_BUCKETS = ((0.0, 0.025), (0.025, 0.05), (0.05, 0.075), (0.075, 0.10001))
 
@@ -314,15 +315,20 @@ def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np
     return lines
 
 
-def _threshold_row(name: str, pos: np.ndarray, neg: np.ndarray, rule: Rule, flag_above: bool) -> str:
-    value = rule.max if flag_above else rule.min
+def _threshold_row(name: str, pos: np.ndarray, neg: np.ndarray, rule: Rule | None, flag_above: bool) -> str:
+    """One table row; ``rule=None`` marks a diagnostic score that no default rule uses."""
     score = auc(pos, neg, higher_is_positive=flag_above)
-    tpr, fpr = rates(pos, neg, value, flag_above)
     rec, rtpr, rfpr = best_threshold(pos, neg, flag_above)
     op = ">" if flag_above else "<"
+    if rule is None:
+        default = "none (diagnostic) | - | -"
+    else:
+        value = rule.max if flag_above else rule.min
+        tpr, fpr = rates(pos, neg, value, flag_above)
+        default = f"{op} {value:g} | {tpr:.3f} | {fpr:.3f}"
     return (
-        f"| {name} | {len(pos)} / {len(neg)} | {score:.3f} | {_mark(score >= TARGET_AUC)} | {op} {value:g} | {tpr:.3f} | "
-        f"{fpr:.3f} | {op} {rec:.3g} | {rtpr:.3f} | {rfpr:.3f} |"
+        f"| {name} | {len(pos)} / {len(neg)} | {score:.3f} | {_mark(score >= TARGET_AUC)} | {default} | "
+        f"{op} {rec:.3g} | {rtpr:.3f} | {rfpr:.3f} |"
     )
 
 
@@ -330,13 +336,8 @@ def _tpr_by_variant(groups: dict[str, np.ndarray], value: float, flag_above: boo
     return ", ".join(f"{k}: {float(np.mean(v > value if flag_above else v < value)):.2f}" for k, v in groups.items())
 
 
-def _percentile(units: list[Unit], make, q: float, cfg: CurateConfig) -> np.ndarray:
-    """``q``-th percentile of the reduced grey decode the stats stage measures (diagnostic only)."""
-    return np.array([np.percentile(decode_grey(encode(make(u.image), quality=95), cfg.decode)[1], q) for u in units])
-
-
 def rules_section(units: list[Unit], meter: Meter, cfg: CurateConfig) -> list[str]:
-    cols = ("stat_clarity", "stat_overexposed", "stat_underexposed", "stat_brightness")
+    cols = ("stat_clarity", "stat_overexposed", "stat_underexposed", "stat_brightness", "stat_luma_p99")
     jpeg = lambda img: encode(img, quality=95)  # noqa: E731
     png = lambda img: encode(img, "PNG")  # noqa: E731
     orig = meter([jpeg(u.image) for u in units], cols)
@@ -352,7 +353,18 @@ def rules_section(units: list[Unit], meter: Meter, cfg: CurateConfig) -> list[st
 
     blur_rule, over_rule, under_rule = (_rule(cfg, r) for r in (Reason.BLURRY, Reason.OVEREXPOSED, Reason.UNDEREXPOSED))
     clar_jpeg, clar_png = cat(blurred, "stat_clarity"), cat(blurred_png, "stat_clarity")
-    over_pos, under_pos = cat(over, "stat_overexposed"), cat(under, "stat_underexposed")
+    over_pos = cat(over, "stat_overexposed")
+    under_pos, crushed_pos = cat(under, "stat_luma_p99"), cat(under, "stat_underexposed")  # crushed: diagnostic only
+    p99_orig = orig["stat_luma_p99"]
+    darkest, brightest_under = int(np.argmin(p99_orig)), int(under_pos.max())
+    margin = p99_orig[darkest] - under_rule.min
+    missed = np.stack([g["stat_luma_p99"] >= under_rule.min for g in under.values()])  # (variant, unit)
+    missed_values, missed_units = np.stack([g["stat_luma_p99"] for g in under.values()])[missed], missed.any(axis=0)
+    missed_range = (
+        f"span {missed_values.min()}-{missed_values.max()}, all from "
+        f"{', '.join(k for k, m in zip(under, missed.any(axis=1)) if m)} of units whose original `stat_luma_p99` is "
+        f"{p99_orig[missed_units].min()}-{p99_orig[missed_units].max()}" if missed.any() else "none: no variant missed"
+    )
     lines = [
         "## Clarity and exposure rules",
         "",
@@ -367,30 +379,42 @@ def rules_section(units: list[Unit], meter: Meter, cfg: CurateConfig) -> list[st
         _threshold_row("blur vs originals, `stat_clarity`, JPEG and PNG pooled", np.r_[clar_jpeg, clar_png],
                        np.r_[orig["stat_clarity"], orig_png["stat_clarity"]], blur_rule, False),
         _threshold_row("over-exposure vs originals, `stat_overexposed`", over_pos, orig["stat_overexposed"], over_rule, True),
-        _threshold_row("under-exposure vs originals, `stat_underexposed`", under_pos, orig["stat_underexposed"], under_rule, True),
+        _threshold_row("under-exposure vs originals, `stat_luma_p99`", under_pos, p99_orig, under_rule, False),
+        _threshold_row("under-exposure vs originals, `stat_underexposed` (diagnostic)", crushed_pos,
+                       orig["stat_underexposed"], None, True),
         "",
         "TPR / FPR at other thresholds (JPEG):",
         "",
         f"- `stat_clarity`: {sweep(clar_jpeg, orig['stat_clarity'], CLARITY_SWEEP, False)}",
         f"- `stat_overexposed`: {sweep(over_pos, orig['stat_overexposed'], OVER_SWEEP, True)}",
-        f"- `stat_underexposed`: {sweep(under_pos, orig['stat_underexposed'], UNDER_SWEEP, True)}",
+        f"- `stat_luma_p99`: {sweep(under_pos, p99_orig, P99_SWEEP, False)}",
+        f"- `stat_underexposed` (diagnostic): {sweep(crushed_pos, orig['stat_underexposed'], UNDER_SWEEP, True)}",
         "",
         "TPR per variant at the default rules (JPEG):",
         "",
         f"- blur: {_tpr_by_variant({k: g['stat_clarity'] for k, g in blurred.items()}, blur_rule.min, False)}",
         f"- over-exposure: {_tpr_by_variant({k: g['stat_overexposed'] for k, g in over.items()}, over_rule.max, True)}",
-        f"- under-exposure: {_tpr_by_variant({k: g['stat_underexposed'] for k, g in under.items()}, under_rule.max, True)}",
+        f"- under-exposure: {_tpr_by_variant({k: g['stat_luma_p99'] for k, g in under.items()}, under_rule.min, False)}",
         "",
         f"Over-exposure variants the default rule misses, by unit (misses of {len(over)}; original mean grey): "
         + _worst_units(units, over, "stat_overexposed", over_rule.max, True, orig["stat_brightness"]) + ". "
         "`stat_overexposed` counts clipped pixels (grey >= 250): a brightened photo is caught only once enough of it "
         "clips, which a dark photo (low mean grey) brightened x1.6-2.5 rarely does.",
         "",
-        f"Under-exposure variants the default rule misses, by unit (misses of {len(under)}; original mean grey): "
-        + _worst_units(units, under, "stat_underexposed", under_rule.max, True, orig["stat_brightness"]) + ". "
-        "`stat_underexposed` counts crushed pixels (grey <= 5): x0.15-0.4 darkens mid-tones without crushing them "
-        "(a pixel must start at <= 33 to reach 5 at x0.15), while photos with dark backgrounds (a black helmet, the "
-        "retina's surround, deep space) already have many crushed pixels; no threshold separates the two.",
+        f"Under-exposure variants the default rule misses, by unit (misses of {len(under)}; original `stat_luma_p99`): "
+        + _worst_units(units, under, "stat_luma_p99", under_rule.min, False, p99_orig) + ". "
+        "`stat_luma_p99` is the grey level below which 99 % of the reduced decode lies: darkening by a factor scales "
+        "it by that factor (x0.4 caps it at 102), while every original keeps some highlights "
+        f"(darkest: {units[darkest].name} at {p99_orig[darkest]:.0f}; brightest under-exposed variant: "
+        f"{brightest_under}). The default `min` {under_rule.min:g} sits {margin:.0f} grey levels "
+        f"(x{under_rule.min / p99_orig[darkest]:.2f}) below the darkest original rather than at the best cut, "
+        "to leave room for legit low-key photos darker than any of these units. The cost here: the missed variants' "
+        f"`stat_luma_p99` {missed_range}.",
+        "",
+        "`stat_underexposed` (diagnostic row, no longer a rule) counts crushed pixels (grey <= 5): x0.15-0.4 darkens "
+        "mid-tones without crushing them (a pixel must start at <= 33 to reach 5 at x0.15), while photos with dark "
+        "backgrounds (a black helmet, the retina's surround, deep space) already have many crushed pixels; no "
+        "threshold separates the two.",
         "",
         "Originals the default rules reject (JPEG): "
         + (", ".join(_rejected_originals(units, orig, blur_rule, over_rule, under_rule)) or "none") + ".",
@@ -400,12 +424,12 @@ def rules_section(units: list[Unit], meter: Meter, cfg: CurateConfig) -> list[st
     return lines
 
 
-def _worst_units(units: list[Unit], groups: dict, col: str, value: float, flag_above: bool, brightness: np.ndarray) -> str:
-    """The units with the most variants the rule misses, worst first (at most 12)."""
+def _worst_units(units: list[Unit], groups: dict, col: str, value: float, flag_above: bool, shown_value: np.ndarray) -> str:
+    """The units with the most variants the rule misses, worst first (at most 12), each with ``shown_value``."""
     flagged = np.stack([g[col] > value if flag_above else g[col] < value for g in groups.values()])
     misses = (~flagged).sum(axis=0)
     order = sorted((i for i in range(len(units)) if misses[i]), key=lambda i: (-misses[i], units[i].name))
-    shown = [f"{units[i].name} {misses[i]} ({brightness[i]:.0f})" for i in order[:12]]
+    shown = [f"{units[i].name} {misses[i]} ({shown_value[i]:.0f})" for i in order[:12]]
     more = len(order) - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "") if shown else "none"
 
@@ -418,8 +442,8 @@ def _rejected_originals(units: list[Unit], orig: dict[str, np.ndarray], blur: Ru
             why.append(f"clarity {orig['stat_clarity'][i]:.0f}")
         if orig["stat_overexposed"][i] > over.max:
             why.append(f"overexposed {orig['stat_overexposed'][i]:.2f}")
-        if orig["stat_underexposed"][i] > under.max:
-            why.append(f"underexposed {orig['stat_underexposed'][i]:.2f}")
+        if orig["stat_luma_p99"][i] < under.min:
+            why.append(f"luma p99 {orig['stat_luma_p99'][i]:.0f}")
         if why:
             out.append(f"{u.name} ({', '.join(why)})")
     return out
@@ -432,11 +456,9 @@ def _diagnostics(
     ratio = orig_png["stat_clarity"] / orig["stat_clarity"]
     bright_over = auc(np.concatenate([g["stat_brightness"] for g in over.values()]), orig["stat_brightness"], True)
     bright_under = auc(np.concatenate([g["stat_brightness"] for g in under.values()]), orig["stat_brightness"], False)
-    p99_orig = _percentile(units, lambda img: img, 99, cfg)
-    p99_under, p99_over = (
-        np.concatenate([_percentile(units, lambda img, op=op, a=a: _levels(img, op, a), 99, cfg) for op, a in shifts])
-        for shifts in (UNDER_SHIFTS, OVER_SHIFTS)
-    )
+    p99_over_pos = np.concatenate([g["stat_luma_p99"] for g in over.values()])
+    p99_over = auc(p99_over_pos, orig["stat_luma_p99"], True)
+    p99_cut, p99_tpr, p99_fpr = best_threshold(p99_over_pos, orig["stat_luma_p99"], True)
     return [
         "Diagnostics (not rules of the default config):",
         "",
@@ -445,9 +467,10 @@ def _diagnostics(
         f"(range {ratio[big].min():.2f}-{ratio[big].max():.2f}) for units with short side >= {2 * cfg.decode.stats_side} px.",
         f"- `stat_brightness` (mean grey) as the score: ROC AUC {bright_over:.3f} for over-exposure, "
         f"{bright_under:.3f} for under-exposure.",
-        f"- 99th-percentile grey of the same reduced decode as the score: ROC AUC {auc(p99_over, p99_orig, True):.3f} for "
-        f"over-exposure, {auc(p99_under, p99_orig, False):.3f} for under-exposure (originals: min {p99_orig.min():.0f}; "
-        f"under-exposed: max {p99_under.max():.0f}, which x0.4 caps at 102 by construction).",
+        f"- `stat_luma_p99` as the over-exposure score (higher = brighter): ROC AUC {p99_over:.3f}, best cut "
+        f"> {p99_cut:.3g} with TPR {p99_tpr:.3f} / FPR {p99_fpr:.3f}; it saturates at 255 and "
+        f"{int(np.sum(orig['stat_luma_p99'] >= 250))} of {len(units)} originals already have p99 >= 250, so the "
+        "over-exposure rule stays on `stat_overexposed`.",
     ]
 
 

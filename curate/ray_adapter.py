@@ -71,9 +71,14 @@ def add_stage(
     return ds.map_batches(fn, **common)
 
 
+def _apply(fn: Callable, item):
+    return fn(item)
+
+
 def map_items(items: Iterable, fn: Callable, resources: StageResources, label: str = "tasks") -> list:
-    task = ray.remote(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)(fn)
-    refs = [task.remote(item) for item in items]
+    task = ray.remote(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)(_apply)
+    fn_ref = ray.put(fn)
+    refs = [task.remote(fn_ref, item) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list = [None] * len(refs)
     pending = list(refs)

@@ -52,7 +52,7 @@ DESCRIPTIONS = {
     Reason.BAD_ASPECT: "aspect ratio outside the allowed range",
     Reason.BLURRY: "clarity (variance of the Laplacian) below threshold",
     Reason.OVEREXPOSED: "too many over-exposed pixels",
-    Reason.UNDEREXPOSED: "too many under-exposed pixels",
+    Reason.UNDEREXPOSED: "no highlights: 99th-percentile grey below threshold",
     Reason.EXACT_DUPLICATE: "same bytes as a kept row",
     Reason.NEAR_DUPLICATE: "perceptual hash within the dedup radius of a kept row",
 }

@@ -26,7 +26,8 @@ Columns (version 1):
   ``stat_short_side`` (pixels), ``stat_aspect`` (long side / short side, >= 1),
   ``stat_megapixels``, ``stat_clarity`` (variance of the Laplacian on a fixed-size grey
   image), ``stat_overexposed`` / ``stat_underexposed`` (fractions of grey pixels >= 250 /
-  <= 5), ``stat_brightness`` (mean grey, 0..255), ``stat_phash`` / ``stat_dhash`` (64-bit
+  <= 5), ``stat_brightness`` (mean grey, 0..255), ``stat_luma_p01`` / ``stat_luma_p99``
+  (1st / 99th percentile grey level), ``stat_phash`` / ``stat_dhash`` (64-bit
   perceptual hashes, imagehash bit order, as unsigned integers).
 - ``keep`` / ``reasons`` / ``error_message`` / ``dup_of``: decisions and their reason codes
   (``curate.reasons.Reason``), a human-readable error detail, and for a duplicate the id of
@@ -54,6 +55,8 @@ STAT_FIELDS = [
     pa.field("stat_overexposed", pa.float32()),
     pa.field("stat_underexposed", pa.float32()),
     pa.field("stat_brightness", pa.float32()),
+    pa.field("stat_luma_p01", pa.int16()),
+    pa.field("stat_luma_p99", pa.int16()),
     pa.field("stat_phash", pa.uint64()),
     pa.field("stat_dhash", pa.uint64()),
 ]

@@ -124,6 +124,17 @@ def test_exposure_fractions_exact_on_constructed_array():
     assert out["stat_overexposed"] == 15 / 100
     assert out["stat_underexposed"] == 27 / 100
     assert out["stat_brightness"] == sum(values) / 100
+    # sorted: 20 zeros, 7 fives, ... ; 1 % of 100 pixels is the first pixel, 99 % the 99th.
+    assert out["stat_luma_p01"] == 0 and out["stat_luma_p99"] == 255
+
+
+def test_tone_percentiles_follow_the_histogram():
+    grey = np.repeat(np.arange(200, dtype=np.uint8), 5).reshape(20, 50)  # 0..199, 5 pixels each
+    out = ExposureFilter().measure(view_of(grey))
+    assert out["stat_luma_p01"] == 1  # 1 % of 1000 = 10 pixels: levels 0 and 1
+    assert out["stat_luma_p99"] == 197  # 990 pixels: levels 0..197
+    darker = ExposureFilter().measure(view_of((grey // 3).astype(np.uint8)))
+    assert darker["stat_luma_p99"] == 197 // 3
 
 
 def test_exposure_thresholds_are_parameters():
@@ -134,7 +145,8 @@ def test_exposure_thresholds_are_parameters():
 
 def test_exposure_of_flat_images():
     assert ExposureFilter().measure(view_of(np.full((8, 8), 255, np.uint8))) == {
-        "stat_overexposed": 1.0, "stat_underexposed": 0.0, "stat_brightness": 255.0
+        "stat_overexposed": 1.0, "stat_underexposed": 0.0, "stat_brightness": 255.0,
+        "stat_luma_p01": 255, "stat_luma_p99": 255,
     }
     assert ExposureFilter().measure(view_of(np.zeros((8, 8), np.uint8)))["stat_underexposed"] == 1.0
 

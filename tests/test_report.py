@@ -35,8 +35,7 @@ def _blur(arr: np.ndarray) -> np.ndarray:
 def _sources() -> dict[str, tuple[bytes | None, list[str] | None]]:
     """source key -> (bytes, hand-set reasons; None where the stats stage decides)."""
     astronaut, cat, coffee = skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()
-    half_black = astronaut.copy()
-    half_black[:260] = 0  # sharp, but most pixels clipped dark
+    dim = (astronaut * 0.3).astype(np.uint8)  # sharp, but no highlights: under-exposed
     astronaut_jpeg = _jpeg(astronaut)
     return {
         "astronaut.jpg": (astronaut_jpeg, []),
@@ -47,7 +46,7 @@ def _sources() -> dict[str, tuple[bytes | None, list[str] | None]]:
         "astronaut-blurred.jpg": (_jpeg(_blur(astronaut)), ["blurry"]),
         "coffee-blurred.jpg": (_jpeg(_blur(coffee)), ["blurry", "near_duplicate"]),
         "astronaut-dark.jpg": (_jpeg((astronaut * 0.03).astype(np.uint8)), ["blurry", "underexposed"]),
-        "astronaut-half-black.jpg": (_jpeg(half_black), ["underexposed"]),
+        "astronaut-dim.jpg": (_jpeg(dim), ["underexposed"]),
         "cat-small.jpg": (_jpeg(np.asarray(Image.fromarray(cat).resize((200, 133)))), ["too_small", "blurry"]),
         "truncated.jpg": (astronaut_jpeg[:5000], None),
         "noise.jpg": (bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)), None),

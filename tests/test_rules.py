@@ -1,25 +1,25 @@
 """Rules turn stored stats into keep flags and ordered reason codes; dedup sees only passing rows."""
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
 from curate.config import CurateConfig, DedupConfig, Rule
 from curate.rules import decide, rule_violations
-from curate.schema import conform
+from curate.schema import SCHEMA, conform
 
 
 def _table(rows: list[dict]) -> pa.Table:
     base = {"source_uri": "u", "reasons": []}
     full = [{**base, "source_index": i, **r} for i, r in enumerate(rows)]
-    table = conform(pa.Table.from_pylist(full))
+    names = list(dict.fromkeys(k for r in full for k in r))
+    table = conform(pa.Table.from_pylist(full, schema=pa.schema([SCHEMA.field(n) for n in names])))
     return table.append_column("_partition", pa.array([0] * len(full), pa.int32()))
 
 
 def test_bounds_are_inclusive_and_nulls_never_violate():
-    table = _table([{"id": "a", "stat_clarity": 99.9}, {"id": "b", "stat_clarity": 100.0}, {"id": "c", "stat_clarity": None}])
+    table = _table([{"id": "a", "stat_clarity": 99.5}, {"id": "b", "stat_clarity": 100.0}, {"id": "c", "stat_clarity": None}])
     assert rule_violations(table, Rule(column="stat_clarity", min=100, reason="blurry")).tolist() == [True, False, False]
-    assert rule_violations(table, Rule(column="stat_clarity", max=99.9, reason="blurry")).tolist() == [False, True, False]
+    assert rule_violations(table, Rule(column="stat_clarity", max=99.5, reason="blurry")).tolist() == [False, True, False]
 
 
 def _config(radius: int = 4) -> CurateConfig:
@@ -35,11 +35,11 @@ def _config(radius: int = 4) -> CurateConfig:
 def test_reasons_follow_decode_then_rule_order_and_keep_is_their_absence():
     table = _table(
         [
-            {"id": "a", "stat_short_side": 512, "stat_clarity": 500.0, "stat_phash": 1, "width": 512, "height": 512},
+            {"id": "a", "stat_short_side": 512, "stat_clarity": 500.0, "stat_phash": 0, "width": 512, "height": 512},
             {"id": "b", "stat_short_side": 100, "stat_clarity": 5.0, "stat_phash": 2**63, "width": 100, "height": 100},
             {"id": "c", "reasons": ["truncated"], "error_message": "half a file"},
             {"id": "d", "stat_short_side": 600, "stat_clarity": 900.0, "reasons": ["blurry", "near_duplicate"],
-             "stat_phash": 2**40, "width": 600, "height": 600},
+             "stat_phash": 2**64 - 1, "width": 600, "height": 600},
         ]
     )
     out = decide(table, _config())
@@ -67,7 +67,7 @@ def test_a_blurry_copy_never_displaces_the_sharp_one():
 
 def test_exact_duplicates_keep_the_first_row():
     row = {"stat_short_side": 400, "stat_clarity": 500.0, "stat_phash": 7, "width": 400, "height": 400}
-    table = _table([{"id": "same", **row}, {"id": "same", **row}, {"id": "other", **row, "stat_phash": np.uint64(2**64 - 1)}])
+    table = _table([{"id": "same", **row}, {"id": "same", **row}, {"id": "other", **row, "stat_phash": 2**64 - 1}])
     out = decide(table, _config())
     assert out.column("reasons").to_pylist() == [[], ["exact_duplicate"], []]
     assert out.column("dup_of").to_pylist() == [None, "same", None]
