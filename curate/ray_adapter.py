@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable
 
 import ray
@@ -31,6 +32,8 @@ ONE_THREAD_ENV = {
 
 
 def connect(cfg: RayConfig) -> None:
+    # Small inputs give an actor pool fewer blocks than actors; Ray warns, nothing is wrong.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
