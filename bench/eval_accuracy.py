@@ -15,11 +15,12 @@ negatives; quadrants of one photo do not overlap and are. The stereo partner of
 ``motorcycle`` is not a unit (it is a near duplicate of it by pHash).
 
 Cases (seeded):
-- near-dup positives: per unit, copies under crop (1-10 % of each side, split at random
+- near-dup positives: per unit, copies under crop (1-10 % of each dimension, split at random
   between the two edges), resize (0.5-0.9x and 1.1-1.5x), JPEG quality 40-95, colour
   jitter (brightness, contrast, saturation each x0.9-1.1), lossless PNG and WebP
-  (quality 60-95); a pair (unit, copy) is detected when the pHash Hamming distance of
-  ``stat_phash`` is <= radius. Negatives: every pair of distinct, non-overlapping units.
+  (quality 60-95); a pair (unit, copy) is detected when the smallest Hamming distance
+  between any of its hashes (``curate.rules.NEAR_DUP_HASHES``: whole frame, central 95 %,
+  central 90 %) and any of the other's is <= radius, exactly as ``curate.rules.decide``. Negatives: every pair of distinct, non-overlapping units.
 - clarity: originals vs Gaussian blur sigma 3, 4, 6, 8; score ``stat_clarity`` (low = blurry).
 - exposure: originals vs brightness x1.6, x2.0, x2.5 and +80, +115, +150 (clipped to 255),
   score ``stat_overexposed``; originals vs x0.15, x0.25, x0.4, score ``stat_luma_p99`` (the
@@ -58,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from curate.config import CurateConfig, Rule, load_config  # noqa: E402
 from curate.reasons import Reason  # noqa: E402
 from curate.sample import PHOTOS, encode, load_photo  # noqa: E402
+from curate.rules import NEAR_DUP_HASHES  # noqa: E402
 from curate.stats_stage import StatsStage  # noqa: E402
 
 UNIT_SIDE = 512
@@ -184,6 +186,11 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.asarray(a, dtype=np.uint64) ^ np.asarray(b, dtype=np.uint64)).astype(int)
 
 
+def _precision(pos: np.ndarray, neg: np.ndarray, r: int) -> float:
+    tp, fp = int((pos <= r).sum()), int((neg <= r).sum())
+    return tp / (tp + fp) if tp + fp else 1.0
+
+
 def rates(scores_pos: np.ndarray, scores_neg: np.ndarray, threshold: float, flag_above: bool) -> tuple[float, float]:
     """(TPR, FPR) of the rule that flags ``value > threshold`` (or ``< threshold``)."""
     if flag_above:
@@ -247,26 +254,41 @@ def _rule(cfg: CurateConfig, reason: Reason) -> Rule:
 # ----------------------------------------------------------------------------- sections
 
 
+def multi_hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair, the smallest distance between any hash of a and any hash of b (rows: pairs, cols: hashes)."""
+    return np.min([hamming(a[:, x], b[:, y]) for x in range(a.shape[1]) for y in range(b.shape[1])], axis=0)
+
+
 def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np.random.Generator) -> list[str]:
-    originals = meter([encode(u.image, quality=95) for u in units], ("stat_phash",))["stat_phash"]
+    def hashes(blobs: list[bytes]) -> np.ndarray:
+        measured = meter(blobs, NEAR_DUP_HASHES)
+        return np.stack([measured[c].astype(np.uint64) for c in NEAR_DUP_HASHES], axis=1)
+
+    originals = hashes([encode(u.image, quality=95) for u in units])
     made = [(i, kind, param, data) for i, u in enumerate(units) for kind, param, data in near_dup_copies(u.image, rng)]
-    copies = meter([data for *_, data in made], ("stat_phash",))["stat_phash"]
+    copies = hashes([data for *_, data in made])
     owners = np.array([i for i, *_ in made])
     kinds = np.array([kind for _, kind, _, _ in made])
     params = np.array([param for _, _, param, _ in made])
-    pos = hamming(copies, originals[owners])
+    pos = multi_hamming(copies, originals[owners])
+    pos_full = hamming(copies[:, 0], originals[owners, 0])
     pairs = [(i, j) for i, j in itertools.combinations(range(len(units)), 2) if not overlaps(units[i], units[j])]
-    neg = hamming(originals[[i for i, _ in pairs]], originals[[j for _, j in pairs]])
+    left, right = [i for i, _ in pairs], [j for _, j in pairs]
+    neg = multi_hamming(originals[left], originals[right])
+    neg_full = hamming(originals[left, 0], originals[right, 0])
     radius = cfg.dedup.radius
 
     lines = [
-        "## Near duplicates: pHash Hamming distance on `stat_phash`",
+        "## Near duplicates: pHash Hamming distance, as the pipeline compares them",
+        "",
+        f"Distance of a pair = the smallest Hamming distance between any of {', '.join(f'`{c}`' for c in NEAR_DUP_HASHES)} "
+        "of one image and any of the other (whole frame and central 95 % / 90 %; `curate.rules.decide`).",
         "",
         f"{len(pos)} positive pairs (unit, transformed copy), {len(neg)} negative pairs (distinct, non-overlapping units). "
         f"Closest negative pair: {int(neg.min())} bits; farthest positive: {int(pos.max())} bits.",
         "",
-        "| radius | TP | FN | FP | precision | recall | recall without crops |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| radius | TP | FN | FP | precision | recall | recall without crops | whole-frame pHash only: P / R |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     no_crop = kinds != "crop"
     for r in RADII:
@@ -275,7 +297,8 @@ def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np
         mark = " (default)" if r == radius else ""
         lines.append(
             f"| {r}{mark} | {tp} | {len(pos) - tp} | {fp} | {precision:.3f} | {tp / len(pos):.3f} | "
-            f"{float(np.mean(pos[no_crop] <= r)):.3f} |"
+            f"{float(np.mean(pos[no_crop] <= r)):.3f} | "
+            f"{_precision(pos_full, neg_full, r):.3f} / {float(np.mean(pos_full <= r)):.3f} |"
         )
     tp, fp = int((pos <= radius).sum()), int((neg <= radius).sum())
     precision, recall = (tp / (tp + fp) if tp + fp else 1.0), tp / len(pos)
@@ -296,14 +319,16 @@ def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np
     lines += [
         "",
         f"Of the {int(missed.sum())} missed pairs at radius {radius}, {int((missed & (kinds == 'crop')).sum())} are crops: "
-        "pHash is a DCT of the whole frame squeezed to 32x32, so cutting a few percent off one edge shifts "
-        "and rescales every low-frequency component it keeps.",
+        "pHash is a DCT of the frame squeezed to 32x32, so cutting a few percent off one edge shifts "
+        "and rescales every low-frequency component it keeps. The centre-crop hashes recover crops that "
+        "cut both edges of a side about evenly; lopsided crops still escape (a crop-tolerant signal such as "
+        "CLIP embeddings is the next step).",
     ]
     lines += [
         "",
-        "Crop recall by how much of each side was cut:",
+        "Crop recall by how much of each dimension was cut (split at random between its two edges):",
         "",
-        "| cut per side | copies | " + " | ".join(f"r={r}" for r in CROP_RADII) + " |",
+        "| cut | copies | " + " | ".join(f"r={r}" for r in CROP_RADII) + " |",
         "|---|---:|" + "---:|" * len(CROP_RADII),
     ]
     crop_d, crop_f = pos[kinds == "crop"], params[kinds == "crop"]

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.reasons import Reason
-from curate.schema import SCHEMA
+from curate.schema import HASH_COLUMNS, SCHEMA
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -66,6 +66,8 @@ class Rule(_Strict):
 
         if not (t.is_integer(typ) or t.is_floating(typ)):
             raise ValueError(f"column {name!r} is not numeric ({typ})")
+        if name in HASH_COLUMNS:
+            raise ValueError(f"column {name!r} is a hash (compared by dedup), not a quantity to threshold")
         return name
 
     @model_validator(mode="after")

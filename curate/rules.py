@@ -20,6 +20,9 @@ from curate.dedup import dedup_decisions, near_pairs
 from curate.reasons import DECODE_FAILURES
 from curate.schema import SCHEMA
 
+# Hashes compared for near duplicates: any of one row within the radius of any of the other.
+NEAR_DUP_HASHES = ("stat_phash", "stat_phash_c95", "stat_phash_c90")
+
 
 def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
     """Boolean mask of rows whose ``rule.column`` is outside [min, max]; nulls never violate."""
@@ -54,7 +57,14 @@ def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_p
     eligible = np.array([not r for r in reasons], dtype=bool)
     phash_col = table.column("stat_phash")
     has_phash = ~np.asarray(phash_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    phash = pc.fill_null(phash_col, 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+    phash = np.stack(
+        [
+            # A shard from before the crop hashes existed: fall back to the whole-frame hash.
+            pc.fill_null(pc.coalesce(table.column(name), phash_col), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+            for name in NEAR_DUP_HASHES
+        ],
+        axis=1,
+    )
     w = pc.fill_null(table.column("width"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     h = pc.fill_null(table.column("height"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     dup_reason, dup_of = dedup_decisions(

@@ -31,6 +31,7 @@ def test_no_config_means_the_bundled_default():
         ("rules:\n  - {column: stat_sharpness, min: 1, reason: blurry}\n", "unknown column"),
         ("rules:\n  - {column: caption, min: 1, reason: blurry}\n", "not numeric"),
         ("rules:\n  - {column: stat_clarity, reason: blurry}\n", "needs min or max"),
+        ("rules:\n  - {column: stat_phash, min: 1, reason: blurry}\n", "is a hash"),
         ("stats_stage: {num_cpu: 1}\n", "num_cpu"),
         ("dedup: {radius: 99}\n", "radius"),
         ("decode: [1, 2\n", "not valid YAML"),

@@ -8,6 +8,7 @@ from PIL import Image, ImageFilter
 from photos import encode, photo
 
 from curate.decode import Header, decode_grey
+from curate.filters.hashes import centre_crop
 from curate.filters import ClarityFilter, ExposureFilter, HashFilter, ImageView, SizeFilter, default_filters
 from curate.filters.clarity import fixed_size_grey, laplacian_variance
 from curate.filters.hashes import hash_to_int
@@ -167,6 +168,24 @@ def test_hashes_equal_imagehash_on_the_same_grey_image(name):
     img = Image.fromarray(grey)
     assert out["stat_phash"] == int(str(imagehash.phash(img)), 16)
     assert out["stat_dhash"] == int(str(imagehash.dhash(img)), 16)
+    assert out["stat_phash_c90"] == int(str(imagehash.phash(centre_crop(img, 0.90))), 16)
+    assert centre_crop(img, 0.90).size == (img.width - 2 * round(img.width * 0.05), img.height - 2 * round(img.height * 0.05))
+
+
+def _min_cross_distance(a: dict, b: dict) -> int:
+    names = ("stat_phash", "stat_phash_c95", "stat_phash_c90")
+    return min(hamming(a[x], b[y]) for x in names for y in names)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "china"])
+def test_centre_crop_hashes_bring_a_cropped_copy_within_the_radius(name):
+    measure = lambda img: HashFilter().measure(ImageView(*decode_grey(encode(img))))  # noqa: E731
+    original = photo(name)
+    w, h = original.size
+    cropped = original.crop((int(w * 0.04), int(h * 0.03), w - int(w * 0.04), h - int(h * 0.05)))  # 8 % of each side
+    a, b = measure(original), measure(cropped)
+    assert _min_cross_distance(a, b) <= 8
+    assert _min_cross_distance(a, b) < hamming(a["stat_phash"], b["stat_phash"])
 
 
 @pytest.mark.parametrize("name", PHOTOS)

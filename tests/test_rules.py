@@ -71,3 +71,19 @@ def test_exact_duplicates_keep_the_first_row():
     out = decide(table, _config())
     assert out.column("reasons").to_pylist() == [[], ["exact_duplicate"], []]
     assert out.column("dup_of").to_pylist() == [None, "same", None]
+
+
+def test_a_centre_crop_hash_within_the_radius_makes_a_near_duplicate():
+    sharp = {"stat_short_side": 400, "stat_clarity": 500.0, "width": 400, "height": 400}
+    full, crop = 0x0F0F_0F0F_0F0F_0F0F, 0x5555_5555_5555_5555
+    table = _table(
+        [
+            {"id": "photo", **sharp, "stat_phash": full, "stat_phash_c95": full ^ 1, "stat_phash_c90": crop},
+            # A cropped copy: its whole-frame hash is the original's centre-crop hash.
+            {"id": "cropped", **sharp, "width": 380, "stat_phash": crop ^ 0b11, "stat_phash_c95": 0, "stat_phash_c90": 2**64 - 1},
+            {"id": "other", **sharp, "stat_phash": full ^ (2**64 - 1), "stat_phash_c95": 0x3333_3333_3333_3333, "stat_phash_c90": 0xCCCC_CCCC_CCCC_CCCC},
+        ]
+    )
+    out = decide(table, _config(radius=4))
+    assert out.column("reasons").to_pylist() == [[], ["near_duplicate"], []]
+    assert out.column("dup_of").to_pylist() == [None, "photo", None]

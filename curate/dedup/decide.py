@@ -1,7 +1,9 @@
 """Which rows are exact or near duplicates, and which row each one duplicates.
 
 Contract of ``dedup_decisions`` (one call over every row of a run, so clusters span shards):
-- Inputs are per row: ``ids`` (content hash), ``phash`` (integer array; values of rows
+- Inputs are per row: ``ids`` (content hash), ``phash`` (integer array of shape ``(n,)``, or
+  ``(n, k)`` for k hashes per row, e.g. whole frame and centre crops: two rows are within
+  the radius when any hash of one is within it of any hash of the other; values of rows
   without a hash are ignored, but nulls must be filled before the call), ``has_phash``,
   ``pixels`` (width * height; NaN counts as smallest) and ``eligible`` (not already rejected).
 - Returns ``(reasons, dup_of)``: per row ``None``, ``"exact_duplicate"`` or
@@ -69,10 +71,14 @@ def dedup_decisions(
     """Per row: duplicate reason (or None) and the id kept in its place (see module doc)."""
     n = len(ids)
     phash = np.asarray(phash)
+    if phash.shape == (n,):
+        phash = phash.reshape(n, 1)
+    if phash.ndim != 2 or phash.shape[0] != n:
+        raise ValueError(f"phash has shape {phash.shape}, expected ({n},) or ({n}, k) like ids")
     has_phash = np.asarray(has_phash, dtype=bool)
     eligible = np.asarray(eligible, dtype=bool)
     pixels = np.nan_to_num(np.asarray(pixels, dtype=np.float64), nan=-1.0)
-    for name, arr in (("phash", phash), ("has_phash", has_phash), ("pixels", pixels), ("eligible", eligible)):
+    for name, arr in (("has_phash", has_phash), ("pixels", pixels), ("eligible", eligible)):
         if arr.shape != (n,):
             raise ValueError(f"{name} has shape {arr.shape}, expected ({n},) like ids")
     reasons: list[str | None] = [None] * n
@@ -81,6 +87,18 @@ def dedup_decisions(
     if cfg.exact:
         rows = _exact_survivors(ids, rows, reasons, dup_of)
     if cfg.near and rows.size >= 2:
-        pairs = pair_finder(as_hashes(phash[rows]), cfg.radius)
+        pairs = multi_hash_pairs(phash[rows], cfg.radius, pair_finder)
         _mark_near(ids, rows, components(rows.size, pairs), pixels, reasons, dup_of)
     return reasons, dup_of
+
+
+def multi_hash_pairs(hashes: np.ndarray, radius: int, pair_finder: PairFinder = near_pairs) -> np.ndarray:
+    """Row pairs ``i < j`` (sorted, unique) with any hash of row i within ``radius`` of any of row j."""
+    m, k = hashes.shape
+    if k == 1:
+        return pair_finder(as_hashes(hashes[:, 0]), radius)
+    pairs = pair_finder(as_hashes(hashes.reshape(-1)), radius) // k  # entry e belongs to row e // k
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if not len(pairs):
+        return np.empty((0, 2), dtype=np.int64)
+    return np.unique(np.sort(pairs, axis=1), axis=0)

@@ -27,6 +27,7 @@ import numpy as np
 
 CHUNK = 1 << 22  # pair comparisons per brute-force chunk
 MAX_BLOCK_BITS = 24  # bucket table size 2^bits
+WINDOW_BITS = 20  # keys per window of a block's table walked probe by probe (cache locality): 2^WINDOW_BITS
 
 # Cost-model weights in nanoseconds, fitted to timings of ``block_pairs`` on random hashes
 # (n = 3e4..2e6, 12..24 bits, probe radius 0..2) on one core of the development machine.
@@ -204,6 +205,73 @@ def _sort_by_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, keys[order]
 
 
+class _BlockSearch:
+    """One block's bucket table over ``hashes`` (rows sorted by key) and the pairs found so far."""
+
+    def __init__(self, hashes: np.ndarray, index: np.ndarray, radius: int, blocks: tuple[Block, ...], k: int):
+        self.block, self.earlier, self.radius, self.index = blocks[k], blocks[:k], radius, index
+        self.order, self.sorted_keys = _sort_by_key(self.block.keys(hashes))
+        self.sorted_hashes = hashes[self.order]
+        bounds = np.flatnonzero(np.r_[True, self.sorted_keys[1:] != self.sorted_keys[:-1], True])
+        used = self.sorted_keys[bounds[:-1]]
+        position = np.int32 if hashes.size < 2**31 else np.int64
+        self.table = np.zeros((1 << self.block.bits) + 1, dtype=position)  # key -> first sorted position
+        self.table[used + 1] = np.diff(bounds)
+        np.cumsum(self.table, out=self.table)
+        self.occupied = np.zeros(1 << self.block.bits, dtype=bool)
+        self.occupied[used] = True
+        self.found: list[np.ndarray] = []
+
+    def verify(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Keep candidate pairs (sorted positions) within the radius and first found by this block."""
+        xor = self.sorted_hashes[a] ^ self.sorted_hashes[b]
+        ok = np.bitwise_count(xor) <= self.radius
+        if not ok.any():
+            return
+        a, b, xor = a[ok], b[ok], xor[ok]
+        if self.earlier:
+            first_here = np.ones(a.size, dtype=bool)
+            for e in self.earlier:
+                first_here &= e.distance(xor) > e.probe_radius
+            a, b = a[first_here], b[first_here]
+        gi, gj = self.index[self.order[a]], self.index[self.order[b]]
+        self.found.append(np.stack([np.minimum(gi, gj), np.maximum(gi, gj)], axis=1))
+
+    def same_bucket(self, first: int, stop: int) -> None:
+        """Pairs inside buckets, for sorted positions [first, stop): each with the ones d places after it."""
+        left = np.arange(first, stop, dtype=self.table.dtype)
+        ends = self.table[self.sorted_keys[first:stop] + 1]
+        a = left[left + 1 < ends]
+        d = 1
+        while a.size:
+            self.verify(a, a + d)
+            d += 1
+            a = a[a + d < ends[a - first]]
+
+    def neighbours(self, mask: int, window: tuple[int, int]) -> None:
+        """Pairs across buckets ``k`` and ``k ^ mask``, ``k`` the lower key, in the key window ``(t, p)``."""
+        low = _lower_keys(self.occupied, self.block.bits, mask, window)
+        if not low.size:
+            return
+        high = low ^ mask
+        table = self.table
+        left_start, right_start = table[low], table[high]
+        left_count, right_count = table[low + 1] - left_start, table[high + 1] - right_start
+        i = 0
+        while left_start.size:  # i-th item of each left bucket against every item of its right bucket
+            a, b, more = left_start + i, right_start, right_count
+            while a.size:
+                self.verify(a, b)
+                b = b + 1
+                more = more - 1
+                go = more > 0
+                a, b, more = a[go], b[go], more[go]
+            i += 1
+            go = left_count > i
+            left_start, left_count = left_start[go], left_count[go]
+            right_start, right_count = right_start[go], right_count[go]
+
+
 def block_pairs(
     hashes: np.ndarray,
     index: np.ndarray,
@@ -217,80 +285,25 @@ def block_pairs(
     ``hashes`` may be a subset of the full set; ``index`` gives each its global number.
     ``left_prefix=(t, p)`` keeps only pairs whose smaller block-``k`` key has top ``t`` bits
     equal to ``p``; the partner may have any key, so the subset must hold it.
-    Memory is O(len(hashes)): candidates are enumerated one offset within a bucket at a time.
+    The key space is walked in windows of about ``2 ** WINDOW_BITS`` keys, every probe of a
+    window before the next, so that its part of the tables stays in cache. Memory is O(n).
     """
     if hashes.size < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    block = blocks[k]
-    earlier = blocks[:k]
-    order, sorted_keys = _sort_by_key(block.keys(hashes))
-    sorted_hashes = hashes[order]
-    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-    used = sorted_keys[bounds[:-1]]
-    position = np.int32 if hashes.size < 2**31 else np.int64
-    table = np.zeros((1 << block.bits) + 1, dtype=position)  # bucket key -> first sorted position
-    table[used + 1] = np.diff(bounds)
-    np.cumsum(table, out=table)
-    occupied = np.zeros(1 << block.bits, dtype=bool)
-    occupied[used] = True
-    del bounds, used
-    if left_prefix is None:
-        first, stop = 0, hashes.size
-    else:
-        t, p = left_prefix
-        shift = block.bits - t
-        first, stop = int(table[p << shift]), int(table[(p + 1) << shift])
-    left = np.arange(first, stop, dtype=position)
-    left_keys = sorted_keys[first:stop]
-
-    found: list[np.ndarray] = []
-
-    def verify(a: np.ndarray, b: np.ndarray) -> None:
-        xor = sorted_hashes[a] ^ sorted_hashes[b]
-        ok = np.bitwise_count(xor) <= radius
-        if not ok.any():
-            return
-        a, b, xor = a[ok], b[ok], xor[ok]
-        if earlier:
-            first_here = np.ones(a.size, dtype=bool)
-            for e in earlier:
-                first_here &= e.distance(xor) > e.probe_radius
-            a, b = a[first_here], b[first_here]
-        gi, gj = index[order[a]], index[order[b]]
-        found.append(np.stack([np.minimum(gi, gj), np.maximum(gi, gj)], axis=1))
-
-    # Same bucket (mask 0): pair each position with the ones d places after it in its bucket.
-    ends = table[left_keys + 1]
-    a = left[left + 1 < ends]
-    d = 1
-    while a.size:
-        verify(a, a + d)
-        d += 1
-        a = a[a + d < ends[a - first]]
-
-    # Neighbour buckets, found in bucket space: each occupied pair (k, k ^ mask) once, from its lower key.
-    for mask in _masks(block.bits, block.probe_radius):
-        if mask == 0:
+    search = _BlockSearch(hashes, index, radius, blocks, k)
+    bits = search.block.bits
+    masks = list(_masks(bits, search.block.probe_radius))[1:]
+    t0, p0 = left_prefix if left_prefix is not None else (0, 0)
+    t = max(t0, bits - WINDOW_BITS)
+    shift = bits - t
+    for p in range(p0 << (t - t0), (p0 + 1) << (t - t0)):
+        first, stop = int(search.table[p << shift]), int(search.table[(p + 1) << shift])
+        if first == stop:
             continue
-        low = _lower_keys(occupied, block.bits, mask, left_prefix)
-        if not low.size:
-            continue
-        high = low ^ mask
-        left_start, right_start = table[low], table[high]
-        left_count, right_count = table[low + 1] - left_start, table[high + 1] - right_start
-        i = 0
-        while left_start.size:  # i-th item of each left bucket against every item of its right bucket
-            a, b, more = left_start + i, right_start, right_count
-            while a.size:
-                verify(a, b)
-                b = b + 1
-                more = more - 1
-                go = more > 0
-                a, b, more = a[go], b[go], more[go]
-            i += 1
-            go = left_count > i
-            left_start, left_count = left_start[go], left_count[go]
-            right_start, right_count = right_start[go], right_count[go]
+        search.same_bucket(first, stop)
+        for mask in masks:
+            search.neighbours(mask, (t, p))
+    found = search.found
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
 
 

@@ -29,7 +29,7 @@ from curate.report.funnel import KEPT, ROWS_IN, first_steps, funnel_rows, funnel
 from curate.report.plots import Threshold, plot_funnel, plot_stat
 from curate.report.samples import samples_html
 from curate.report.text import fmt, pct
-from curate.schema import STAT_COLUMNS, conform
+from curate.schema import HASH_COLUMNS, STAT_COLUMNS, conform
 
 TEMPLATE = Path(__file__).with_name("report.html")
 ASSETS = "report"  # folder next to report.html
@@ -38,7 +38,7 @@ THUMBS = "thumbs"
 
 def histogram_columns(table: pa.Table) -> list[str]:
     """Stat columns with at least one non-null value, hash columns excluded, schema order."""
-    names = [c for c in STAT_COLUMNS if not c.endswith("hash") and c in table.column_names]
+    names = [c for c in STAT_COLUMNS if c not in HASH_COLUMNS and c in table.column_names]
     return [c for c in names if table.column(c).null_count < table.num_rows]
 
 
