@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from curate import ray_adapter
 from curate.config import CurateConfig
+from curate.dedup import near_pairs, near_pairs_distributed
 from curate.layout import Layout
 from curate.readers import fetch_image
 from curate.reasons import Reason
@@ -108,7 +109,7 @@ def finalize(
     generation: int,
     input_desc: str,
 ) -> dict:
-    decided = decide(stats, config)
+    decided = decide(stats, config, _pair_finder(stats.num_rows, config))
     parts = decided.column("_partition").to_numpy()
     bounds = np.flatnonzero(np.diff(parts)) + 1
     starts = np.concatenate([[0], bounds]).astype(int)
@@ -133,6 +134,13 @@ def finalize(
     remove_unlisted_shards(out_layout, manifest)
     write_report(out_root, decided.drop_columns(["_partition"]), config, fetch_row_image)
     return manifest
+
+
+def _pair_finder(rows: int, config: CurateConfig) -> Callable:
+    """Near-dup search on the driver, or as Ray tasks above ``dedup.distributed_above`` rows."""
+    if rows > config.dedup.distributed_above:
+        return functools.partial(near_pairs_distributed, num_tasks=2 * ray_adapter.cluster_cpus())
+    return near_pairs
 
 
 def sort_partition(rows: pa.Table) -> pa.Table:

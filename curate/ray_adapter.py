@@ -50,6 +50,10 @@ def connect(cfg: RayConfig) -> None:
     ctx.enable_progress_bars = os.environ.get("REFINERY_PROGRESS", "1") != "0"
 
 
+def cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def add_stage(
     ds: "ray.data.Dataset",
     fn: Callable,

@@ -11,6 +11,8 @@ import yaml
 
 from cases import TEST_CONFIG, cases, write_folder, write_parquet, write_tars
 from curate.config import CurateConfig
+from curate.dedup import near_pairs, near_pairs_distributed
+from curate.finalize import _pair_finder
 from curate.pipeline import run
 from curate.retune import retune
 from curate.schema import SCHEMA
@@ -80,6 +82,17 @@ def test_pipeline_rows_reasons_and_shards(layout, tmp_path, local_ray):
     # Same arguments again: nothing to do, nothing changed.
     again = run(source, str(out), _config())
     assert again.already_complete and again.manifest == result.manifest
+
+
+def test_distributed_near_dup_search_gives_the_same_decisions(tmp_path, local_ray):
+    source = write_folder(tmp_path / "in")
+    local = run(str(source), str(tmp_path / "local"), _config())
+    config = _config().model_copy(update={"dedup": _config().dedup.model_copy(update={"distributed_above": 0})})
+    assert _pair_finder(len(cases()), config).func is near_pairs_distributed  # the path this run takes
+    assert _pair_finder(len(cases()), _config()) is near_pairs
+    distributed = run(str(source), str(tmp_path / "distributed"), config)
+    assert distributed.manifest["reasons"] == local.manifest["reasons"]
+    assert read_shards(tmp_path / "distributed").equals(read_shards(tmp_path / "local"))
 
 
 def test_retune_promotes_without_decoding_and_fetches_bytes_from_source(tmp_path, local_ray):
