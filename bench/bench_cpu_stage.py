@@ -8,7 +8,7 @@ baseline JPEG, progressive JPEG, PNG and WebP, then times three ways of measurin
 interleaved over ``rounds`` rounds in one single-threaded process (the fastest round of
 each method and kind counts: on a shared machine the slower ones measure the neighbours):
 
-- ours:  ``StatsStage()`` on a pyarrow batch (reduced decode, size, clarity, exposure, pHash, dHash);
+- ours:  ``StatsStage()`` on a pyarrow batch (reduced decode, size, clarity, exposure, pHash + two centre-crop pHashes);
 - naive: per image, full decode, RGB -> L, ``imagehash.phash`` and Laplacian variance on the full image;
 - floor: the cheapest reduced greyscale decode (JPEG ``draft("L", (w//8, h//8))``; others load + L).
 

@@ -27,8 +27,8 @@ Columns (version 1):
   ``stat_megapixels``, ``stat_clarity`` (variance of the Laplacian on a fixed-size grey
   image), ``stat_overexposed`` / ``stat_underexposed`` (fractions of grey pixels >= 250 /
   <= 5), ``stat_brightness`` (mean grey, 0..255), ``stat_luma_p01`` / ``stat_luma_p99``
-  (1st / 99th percentile grey level), ``stat_phash`` / ``stat_dhash`` (64-bit
-  perceptual hashes, imagehash bit order, as unsigned integers), ``stat_phash_c95`` /
+  (1st / 99th percentile grey level), ``stat_phash`` (64-bit
+  perceptual hash, imagehash bit order, as an unsigned integer), ``stat_phash_c95`` /
   ``stat_phash_c90`` (pHash of the central 95 % / 90 % of the frame, for cropped copies).
 - ``keep`` / ``reasons`` / ``error_message`` / ``dup_of``: decisions and their reason codes
   (``curate.reasons.Reason``), a human-readable error detail, and for a duplicate the id of
@@ -59,7 +59,6 @@ STAT_FIELDS = [
     pa.field("stat_luma_p01", pa.int16()),
     pa.field("stat_luma_p99", pa.int16()),
     pa.field("stat_phash", pa.uint64()),
-    pa.field("stat_dhash", pa.uint64()),
     pa.field("stat_phash_c95", pa.uint64()),
     pa.field("stat_phash_c90", pa.uint64()),
 ]

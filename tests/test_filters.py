@@ -8,7 +8,7 @@ from PIL import Image, ImageFilter
 from photos import encode, photo
 
 from curate.decode import Header, decode_grey
-from curate.filters.hashes import centre_crop
+from curate.filters.hashes import CROP_SIDE, centre_crop
 from curate.filters import ClarityFilter, ExposureFilter, HashFilter, ImageView, SizeFilter, default_filters
 from curate.filters.clarity import fixed_size_grey, laplacian_variance
 from curate.filters.hashes import hash_to_int
@@ -167,8 +167,8 @@ def test_hashes_equal_imagehash_on_the_same_grey_image(name):
     out = HashFilter().measure(view_of(grey))
     img = Image.fromarray(grey)
     assert out["stat_phash"] == int(str(imagehash.phash(img)), 16)
-    assert out["stat_dhash"] == int(str(imagehash.dhash(img)), 16)
-    assert out["stat_phash_c90"] == int(str(imagehash.phash(centre_crop(img, 0.90))), 16)
+    small = img.reduce(max(1, min(img.size) // CROP_SIDE))
+    assert out["stat_phash_c90"] == int(str(imagehash.phash(centre_crop(small, 0.90))), 16)
     assert centre_crop(img, 0.90).size == (img.width - 2 * round(img.width * 0.05), img.height - 2 * round(img.height * 0.05))
 
 
@@ -199,7 +199,6 @@ def test_hashes_stable_under_recompression_and_distinct_across_photos(name):
     for quality in (75, 50, 30):
         again = measure(encode(photo(name), "JPEG", quality=quality))
         assert hamming(reference["stat_phash"], again["stat_phash"]) <= 4
-        assert hamming(reference["stat_dhash"], again["stat_dhash"]) <= 4
     again = measure(encode(photo(name), "PNG"))
     assert hamming(reference["stat_phash"], again["stat_phash"]) <= 4
     for other in PHOTOS:
@@ -207,7 +206,3 @@ def test_hashes_stable_under_recompression_and_distinct_across_photos(name):
             assert hamming(reference["stat_phash"], measure(encode(photo(other)))["stat_phash"]) > 12
 
 
-def test_dhash_follows_horizontal_gradient_direction():
-    rising = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))  # brighter to the right
-    assert HashFilter().measure(view_of(rising))["stat_dhash"] == 2**64 - 1  # imagehash: left < right
-    assert HashFilter().measure(view_of(rising[:, ::-1].copy()))["stat_dhash"] == 0

@@ -206,12 +206,15 @@ def _sort_by_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _BlockSearch:
-    """One block's bucket table over ``hashes`` (rows sorted by key) and the pairs found so far."""
+    """One block's rows sorted by key, its bucket table (when it probes neighbours) and the pairs found."""
 
     def __init__(self, hashes: np.ndarray, index: np.ndarray, radius: int, blocks: tuple[Block, ...], k: int):
         self.block, self.earlier, self.radius, self.index = blocks[k], blocks[:k], radius, index
         self.order, self.sorted_keys = _sort_by_key(self.block.keys(hashes))
         self.sorted_hashes = hashes[self.order]
+        self.found: list[np.ndarray] = []
+        if self.block.probe_radius == 0:
+            return
         bounds = np.flatnonzero(np.r_[True, self.sorted_keys[1:] != self.sorted_keys[:-1], True])
         used = self.sorted_keys[bounds[:-1]]
         position = np.int32 if hashes.size < 2**31 else np.int64
@@ -220,7 +223,15 @@ class _BlockSearch:
         np.cumsum(self.table, out=self.table)
         self.occupied = np.zeros(1 << self.block.bits, dtype=bool)
         self.occupied[used] = True
-        self.found: list[np.ndarray] = []
+
+    def span(self, window: tuple[int, int]) -> tuple[int, int]:
+        """Sorted positions [first, stop) of the rows whose key has top ``t`` bits ``p``."""
+        t, p = window
+        shift = self.block.bits - t
+        if self.block.probe_radius:
+            return int(self.table[p << shift]), int(self.table[(p + 1) << shift])
+        first, stop = np.searchsorted(self.sorted_keys, [p << shift, (p + 1) << shift])
+        return int(first), int(stop)
 
     def verify(self, a: np.ndarray, b: np.ndarray) -> None:
         """Keep candidate pairs (sorted positions) within the radius and first found by this block."""
@@ -239,14 +250,14 @@ class _BlockSearch:
 
     def same_bucket(self, first: int, stop: int) -> None:
         """Pairs inside buckets, for sorted positions [first, stop): each with the ones d places after it."""
-        left = np.arange(first, stop, dtype=self.table.dtype)
-        ends = self.table[self.sorted_keys[first:stop] + 1]
-        a = left[left + 1 < ends]
+        keys = self.sorted_keys[first:stop]
+        a = np.flatnonzero(keys[1:] == keys[:-1])
         d = 1
         while a.size:
-            self.verify(a, a + d)
+            self.verify(first + a, first + a + d)
             d += 1
-            a = a[a + d < ends[a - first]]
+            a = a[a + d < keys.size]
+            a = a[keys[a + d] == keys[a]]
 
     def neighbours(self, mask: int, window: tuple[int, int]) -> None:
         """Pairs across buckets ``k`` and ``k ^ mask``, ``k`` the lower key, in the key window ``(t, p)``."""
@@ -257,19 +268,22 @@ class _BlockSearch:
         table = self.table
         left_start, right_start = table[low], table[high]
         left_count, right_count = table[low + 1] - left_start, table[high + 1] - right_start
-        i = 0
-        while left_start.size:  # i-th item of each left bucket against every item of its right bucket
-            a, b, more = left_start + i, right_start, right_count
+        self.verify(left_start, right_start)  # the first item of each bucket: most buckets hold one
+        many = (left_count > 1) | (right_count > 1)
+        if not many.any():
+            return
+        left_start, left_count = left_start[many], left_count[many]
+        right_start, right_count = right_start[many], right_count[many]
+        for i in range(int(left_count.max())):  # i-th item of each left bucket against its right bucket
+            go = left_count > i
+            a, b, more = left_start[go] + i, right_start[go], right_count[go]
+            if i == 0:  # item (0, 0) is done
+                go = more > 1
+                a, b, more = a[go], b[go] + 1, more[go] - 1
             while a.size:
                 self.verify(a, b)
-                b = b + 1
-                more = more - 1
-                go = more > 0
-                a, b, more = a[go], b[go], more[go]
-            i += 1
-            go = left_count > i
-            left_start, left_count = left_start[go], left_count[go]
-            right_start, right_count = right_start[go], right_count[go]
+                go = more > 1
+                a, b, more = a[go], b[go] + 1, more[go] - 1
 
 
 def block_pairs(
@@ -294,10 +308,9 @@ def block_pairs(
     bits = search.block.bits
     masks = list(_masks(bits, search.block.probe_radius))[1:]
     t0, p0 = left_prefix if left_prefix is not None else (0, 0)
-    t = max(t0, bits - WINDOW_BITS)
-    shift = bits - t
+    t = max(t0, bits - WINDOW_BITS) if masks else t0
     for p in range(p0 << (t - t0), (p0 + 1) << (t - t0)):
-        first, stop = int(search.table[p << shift]), int(search.table[(p + 1) << shift])
+        first, stop = search.span((t, p))
         if first == stop:
             continue
         search.same_bucket(first, stop)
