@@ -26,7 +26,7 @@ from curate.readers import fetch_image
 from curate.reasons import Reason
 from curate.report import write_report
 from curate.rules import decide
-from curate.schema import SCHEMA
+from curate.schema import SCHEMA, set_column
 from curate.shards import SOURCE_ORDER, remove_unlisted_shards, write_manifest, write_partition_shards
 
 STATS_VIEW = [name for name in SCHEMA.names if name != "image"]
@@ -52,7 +52,7 @@ def _attach_decisions(rows: pa.Table, decisions: pa.Table) -> pa.Table:
     if not same:
         raise RuntimeError("partition rows changed between measuring and writing; re-run to rebuild them")
     for name in ("keep", "reasons", "dup_of"):
-        rows = rows.set_column(rows.schema.get_field_index(name), name, decisions.column(name))
+        rows = set_column(rows, name, decisions.column(name))
     return rows
 
 
@@ -74,7 +74,7 @@ def _promote_missing_bytes(rows: pa.Table) -> tuple[pa.Table, list[tuple[str, in
             keeps[i], reasons[i], errors[i] = False, [str(Reason.READ_ERROR)], f"promoted by retune but source unreadable: {err}"
             demoted.append((row["source_uri"], row["source_index"], errors[i]))
     for name, values in (("image", images), ("keep", keeps), ("reasons", reasons), ("error_message", errors)):
-        rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(values, SCHEMA.field(name).type))
+        rows = set_column(rows, name, values)
     return rows, demoted
 
 
@@ -95,7 +95,7 @@ def _apply_demotions(decided: pa.Table, demoted: list[tuple[str, int, str]]) -> 
         if key in where:
             keeps[i], reasons[i], errors[i] = False, [str(Reason.READ_ERROR)], where[key]
     for name, values in (("keep", keeps), ("reasons", reasons), ("error_message", errors)):
-        decided = decided.set_column(decided.schema.get_field_index(name), name, pa.array(values, SCHEMA.field(name).type))
+        decided = set_column(decided, name, values)
     return decided
 
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from curate.config import CurateConfig, Rule
 from curate.dedup import dedup_decisions, near_pairs
 from curate.reasons import DECODE_FAILURES
-from curate.schema import SCHEMA
+from curate.schema import set_column
 
 # Hashes compared for near duplicates: any of one row within the radius of any of the other.
 NEAR_DUP_HASHES = ("stat_phash", "stat_phash_c95", "stat_phash_c90")
@@ -38,14 +38,6 @@ def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
 
 def decode_reasons(table: pa.Table) -> list[list[str]]:
     return [[r for r in (rs or []) if r in DECODE_FAILURES] for rs in table.column("reasons").to_pylist()]
-
-
-def _set(table: pa.Table, name: str, values) -> pa.Table:
-    column = pa.array(values, type=SCHEMA.field(name).type)
-    idx = table.schema.get_field_index(name)
-    if idx >= 0:
-        return table.set_column(idx, name, column)
-    return table.append_column(SCHEMA.field(name), column)
 
 
 def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs) -> pa.Table:
@@ -73,6 +65,6 @@ def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_p
     for i, reason in enumerate(dup_reason):
         if reason:
             reasons[i].append(str(reason))
-    table = _set(table, "reasons", reasons)
-    table = _set(table, "keep", [not r for r in reasons])
-    return _set(table, "dup_of", dup_of)
+    table = set_column(table, "reasons", reasons)
+    table = set_column(table, "keep", [not r for r in reasons])
+    return set_column(table, "dup_of", dup_of)

@@ -128,5 +128,15 @@ def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def set_column(table: pa.Table, name: str, values) -> pa.Table:
+    """``table`` with column ``name`` replaced (or appended) by ``values``, typed as in ``SCHEMA``."""
+    field = SCHEMA.field(name)
+    column = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=field.type)
+    idx = table.schema.get_field_index(name)
+    if idx >= 0:
+        return table.set_column(idx, name, column)
+    return table.append_column(field, column)
+
+
 def empty_table(schema: pa.Schema = SCHEMA) -> pa.Table:
     return schema.empty_table()

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.layout import Layout, write_json_atomic, write_parquet_atomic
-from curate.schema import SCHEMA, SCHEMA_VERSION, conform
+from curate.schema import SCHEMA, SCHEMA_VERSION, conform, set_column
 
 SOURCE_ORDER = [("source_uri", "ascending"), ("source_index", "ascending")]
 SHARD_KINDS = ("kept", "rejected")
@@ -31,7 +31,7 @@ def write_partition_shards(rows: pa.Table, layout: Layout, partition: int, gener
     keep = pc.fill_null(rows.column("keep"), False)
     kept = rows.filter(keep)
     rejected = rows.filter(pc.invert(keep))
-    rejected = rejected.set_column(rejected.schema.get_field_index("image"), "image", pa.nulls(rejected.num_rows, pa.binary()))
+    rejected = set_column(rejected, "image", pa.nulls(rejected.num_rows, pa.binary()))
     entries = []
     for kind, table in (("kept", kept), ("rejected", rejected)):
         if table.num_rows == 0:

@@ -15,16 +15,7 @@ import pyarrow as pa
 from curate.config import DecodeConfig
 from curate.decode import DecodeError, decode_grey
 from curate.filters import Filter, ImageView, default_filters
-from curate.schema import SCHEMA
-
-
-def _set(table: pa.Table, name: str, values: list) -> pa.Table:
-    typ = SCHEMA.field(name).type
-    column = pa.array(values, type=typ)
-    idx = table.schema.get_field_index(name)
-    if idx >= 0:
-        return table.set_column(idx, name, column)
-    return table.append_column(pa.field(name, typ), column)
+from curate.schema import set_column
 
 
 class StatsStage:
@@ -65,6 +56,6 @@ class StatsStage:
             reasons_out.append(reasons)
             errors_out.append(error)
         for n in names:
-            batch = _set(batch, n, out[n])
-        batch = _set(batch, "reasons", reasons_out)
-        return _set(batch, "error_message", errors_out)
+            batch = set_column(batch, n, out[n])
+        batch = set_column(batch, "reasons", reasons_out)
+        return set_column(batch, "error_message", errors_out)

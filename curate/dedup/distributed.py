@@ -22,7 +22,7 @@ from itertools import combinations
 
 import numpy as np
 
-from curate.dedup.mih import Block, as_hashes, block_pairs, check_radius, plan_blocks, sort_pairs
+from curate.dedup.mih import Block, as_hashes, block_pairs, check_blocks, check_radius, plan_blocks, sort_pairs
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,7 @@ def run_shares(
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64), []
     blocks = plan_blocks(n, radius) if blocks is None else blocks
-    if sum(b.probe_radius + 1 for b in blocks) < radius + 1:
-        raise ValueError(f"blocks {blocks} cover fewer than radius+1={radius + 1} pigeonhole units")
+    check_blocks(blocks, radius)
     shares = split_work(hashes, blocks, int(num_tasks))
     remote = _remote_block_pairs()
     refs = [

@@ -14,7 +14,14 @@ Contract:
   (lowest block index with at most ``s`` differing bits) is that block, so every pair is
   produced by exactly one block. Its ``left_prefix`` restricts it further to pairs whose
   lower block key starts with given bits; ``curate.dedup.distributed`` splits work by it.
-- Memory is O(n) per block; the brute-force path (tiny inputs) works in row chunks.
+- How a block is searched: rows are sorted by block key; pairs inside a bucket are runs of
+  equal keys. A block that probes neighbours also has a bucket table (first row of each
+  key, ``2 ** bits`` entries, bits <= ``MAX_BLOCK_BITS``) and an occupancy map; for each
+  flip mask the occupied key pairs ``(k, k ^ mask)`` are found by vectorised AND of the map
+  with itself, counted once from the lower key, and only their rows are compared. Keys are
+  walked in windows of ``2 ** WINDOW_BITS`` so a window's tables stay in cache.
+- Memory: O(n) per block plus the table (at most 80 MB); inputs small enough for the
+  brute-force path are compared in row chunks.
 """
 from __future__ import annotations
 
@@ -29,15 +36,16 @@ CHUNK = 1 << 22  # pair comparisons per brute-force chunk
 MAX_BLOCK_BITS = 24  # bucket table size 2^bits
 WINDOW_BITS = 20  # keys per window of a block's table walked probe by probe (cache locality): 2^WINDOW_BITS
 
-# Cost-model weights in nanoseconds, fitted to timings of ``block_pairs`` on random hashes
-# (n = 3e4..2e6, 12..24 bits, probe radius 0..2) on one core of the development machine.
-_NS_PER_HASH = 53.0  # per hash per block: keys, sort, gathers
-_NS_PER_SLOT = 7.4  # per bucket-table slot per block
-_NS_PER_PROBE = 1.0e5  # fixed overhead per neighbour probe
-_NS_SCAN_ONE_BIT = 0.7  # per bucket-space slot, probes flipping one bit
-_NS_SCAN_MORE_BITS = 3.4  # per bucket-space slot, probes flipping several bits
-_NS_PER_NEIGHBOUR_CANDIDATE = 25.0  # per candidate pair in a neighbour bucket
-_NS_PER_SAME_CANDIDATE = 12.7  # per candidate pair inside one bucket
+# Cost-model weights in nanoseconds, fitted (non-negative least squares on relative error)
+# to timings of ``block_pairs`` on random hashes, n = 3e4..2e6, 12..24 bits, probe radius
+# 0..2, on one core of the development machine. They only need to rank plans correctly;
+# absolute times at millions of rows run up to 2x higher (cache misses).
+_NS_PER_HASH = 19.5  # per hash per block: keys, sort, gathers
+_NS_PER_PROBE = 2.4e5  # fixed overhead per neighbour probe (all its key windows)
+_NS_SCAN_ONE_BIT = 0.7  # per bucket-table slot, probes flipping one bit (table build included)
+_NS_SCAN_MORE_BITS = 3.3  # per bucket-table slot, probes flipping several bits
+_NS_PER_NEIGHBOUR_CANDIDATE = 26.5  # per candidate pair in a neighbour bucket
+_NS_PER_SAME_CANDIDATE = 16.4  # per candidate pair inside one bucket
 _NS_PER_BRUTE_PAIR = 12.0  # per pair compared by the brute-force scan
 
 
@@ -48,6 +56,12 @@ class Block:
     lo: int
     bits: int
     probe_radius: int
+
+    def __post_init__(self):
+        if not (0 <= self.lo and 1 <= self.bits <= MAX_BLOCK_BITS and self.lo + self.bits <= 64):
+            raise ValueError(f"{self}: needs 1..{MAX_BLOCK_BITS} bits inside the 64")
+        if not 0 <= self.probe_radius <= self.bits:
+            raise ValueError(f"{self}: probe radius must be within 0..bits")
 
     def keys(self, hashes: np.ndarray) -> np.ndarray:
         shifted = hashes >> np.uint64(self.lo)
@@ -74,6 +88,15 @@ def as_hashes(hashes: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint64)
 
 
+def check_blocks(blocks: tuple[Block, ...], radius: int) -> None:
+    """Raise unless ``blocks`` are disjoint and satisfy the pigeonhole condition for ``radius``."""
+    spans = sorted((b.lo, b.lo + b.bits) for b in blocks)
+    if any(end > start for (_, end), (start, _) in zip(spans, spans[1:])):
+        raise ValueError(f"blocks {blocks} overlap")
+    if sum(b.probe_radius + 1 for b in blocks) < radius + 1:
+        raise ValueError(f"blocks {blocks} cover fewer than radius+1={radius + 1} pigeonhole units")
+
+
 def check_radius(radius: int) -> int:
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or not 0 <= radius <= 64:
         raise ValueError(f"radius must be an integer in 0..64, got {radius!r}")
@@ -95,7 +118,6 @@ def _block_cost(n: int, bits: int, s: int) -> float:
     more_bits = _ball(bits, s) - 1 - one_bit
     return (
         _NS_PER_HASH * n
-        + _NS_PER_SLOT * slots
         + _NS_PER_SAME_CANDIDATE * candidates
         + (one_bit + more_bits) * (_NS_PER_PROBE + _NS_PER_NEIGHBOUR_CANDIDATE * candidates)
         + (_NS_SCAN_ONE_BIT * one_bit + _NS_SCAN_MORE_BITS * more_bits) * slots / 2
@@ -186,12 +208,16 @@ def _lower_keys(occupied: np.ndarray, bits: int, mask: int, left_prefix: tuple[i
         if inner:
             right = right[np.arange(width) ^ inner]
         return base + np.flatnonzero(occupied[base : base + width] & right)
-    half = 1 << top  # view the window as (rows, top bit, lower bits)
-    window = occupied[base : base + width].reshape(-1, 2, half)
-    upper = window[:, 1, :]
+    half = 1 << top
+    window = occupied[base : base + width]
+    if mask == half and half in (2, 4):  # short rows are slow: compare the window with itself shifted
+        u = np.flatnonzero(window[:-half] & window[half:])
+        return base + u[(u & half) == 0]
+    rows = window.reshape(-1, 2, half)  # (rows, top bit, lower bits)
+    upper = rows[:, 1, :]
     if mask ^ half:
         upper = upper[:, np.arange(half) ^ (mask ^ half)]
-    u = np.flatnonzero(window[:, 0, :] & upper)
+    u = np.flatnonzero(rows[:, 0, :] & upper)
     return base + ((u >> top) << (top + 1)) + (u & (half - 1))
 
 
@@ -299,8 +325,8 @@ def block_pairs(
     ``hashes`` may be a subset of the full set; ``index`` gives each its global number.
     ``left_prefix=(t, p)`` keeps only pairs whose smaller block-``k`` key has top ``t`` bits
     equal to ``p``; the partner may have any key, so the subset must hold it.
-    The key space is walked in windows of about ``2 ** WINDOW_BITS`` keys, every probe of a
-    window before the next, so that its part of the tables stays in cache. Memory is O(n).
+    The key space is walked in windows of ``2 ** WINDOW_BITS`` keys, every probe of a window
+    before the next, so that its part of the tables stays in cache.
     """
     if hashes.size < 2:
         return np.zeros((0, 2), dtype=np.int64)
@@ -330,8 +356,7 @@ def mih_pairs(hashes: np.ndarray, radius: int, blocks: tuple[Block, ...]) -> np.
     """``near_pairs`` by multi-index hashing over the given ``blocks`` (they must satisfy the pigeonhole)."""
     hashes = as_hashes(hashes)
     radius = check_radius(radius)
-    if sum(b.probe_radius + 1 for b in blocks) < radius + 1:
-        raise ValueError(f"blocks {blocks} cover fewer than radius+1={radius + 1} pigeonhole units")
+    check_blocks(blocks, radius)
     index = np.arange(hashes.size, dtype=np.int64)
     parts = [block_pairs(hashes, index, radius, blocks, k) for k in range(len(blocks))]
     return sort_pairs(np.concatenate(parts), hashes.size)
