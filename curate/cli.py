@@ -21,7 +21,8 @@ console = Console(stderr=False)
 
 def _print_summary(manifest: dict, output: Path, note: str = "") -> None:
     rows = manifest["rows"]
-    table = Table(title=f"refinery curate{note}: {rows['in']} rows in, {rows['kept']} kept, {rows['rejected']} rejected")
+    console.print(f"[bold]refinery curate{note}[/bold]: {rows['in']} rows in, {rows['kept']} kept, {rows['rejected']} rejected")
+    table = Table()
     table.add_column("reason")
     table.add_column("rows", justify="right")
     for reason, count in manifest["reasons"].items():
@@ -30,7 +31,8 @@ def _print_summary(manifest: dict, output: Path, note: str = "") -> None:
     console.print(table)
     shards = manifest["shards"]
     kept = sum(1 for s in shards if s["kind"] == "kept")
-    console.print(f"shards:   {output}/kept ({kept} files), {output}/rejected ({len(shards) - kept} files)")
+    console.print(f"kept:     {output}/kept ({kept} shards)")
+    console.print(f"rejected: {output}/rejected ({len(shards) - kept} shards)")
     console.print(f"manifest: {output}/manifest.json")
     console.print(f"report:   {output}/report.html")
 
