@@ -41,6 +41,7 @@ def connect(cfg: RayConfig) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
         return
     ray.init(
+        address="local",  # our own Ray, even if a `ray start` cluster runs on this machine
         num_cpus=cfg.num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,

@@ -19,6 +19,6 @@ def local_ray():
     from curate.ray_adapter import ONE_THREAD_ENV
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": ONE_THREAD_ENV}, logging_level="ERROR")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": ONE_THREAD_ENV}, logging_level="ERROR")
     yield ray
     ray.shutdown()

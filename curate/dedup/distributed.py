@@ -11,7 +11,9 @@ Contract:
   higher side. With ``t > s`` (always, unless a block is no wider than its probe radius)
   no task receives the whole array; for ``s = 0`` there are no replicas at all.
 - ``num_tasks`` is a lower bound: each block is split into a power of two of prefixes,
-  at least ``2 ** (s + 1)``, so that together the blocks make at least ``num_tasks`` tasks.
+  at least ``2 ** (s + 1)``, so that together the blocks make at least ``num_tasks`` tasks
+  (fewer only when some prefixes own no row: those tasks are not started).
+- ``run_shares`` is the same with the hashes each task received, and optional fixed blocks.
 """
 from __future__ import annotations
 
