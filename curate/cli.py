@@ -42,7 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = run(args.input, args.output, load_config(args.config), overwrite=args.overwrite)
     if result.already_complete:
-        console.print(f"{result.output} already holds a finished run of this input (pass --overwrite to redo it).")
+        console.print(
+            f"{result.output} already holds a finished run of this input; nothing was redone. To apply other "
+            f"thresholds: refinery curate retune --shards {result.output} --config NEW.yaml (--overwrite redoes everything)."
+        )
     _print_summary(result.manifest, result.output)
     return 0
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from cases import TEST_CONFIG, cases, write_folder
 from curate.pipeline import EXIT_HOOK
@@ -57,3 +58,18 @@ def test_killed_run_resumes_to_the_same_output(tmp_path):
     assert total == len(cases()) == b["rows"]["in"]
     assert a["rows"] == b["rows"] and a["reasons"] == b["reasons"]
     assert not list((tmp_path / "b").rglob(".tmp-*"))
+
+
+def test_resuming_with_other_measuring_settings_is_refused(tmp_path):
+    from curate.config import CurateConfig, DecodeConfig
+    from curate.layout import Layout, OutputError
+    from curate.pipeline import _partitions
+
+    source = str(write_folder(tmp_path / "in"))
+    layout = Layout(tmp_path / "out")
+    first = _partitions(layout, source, CurateConfig())
+    assert _partitions(layout, source, CurateConfig()) == first  # same settings: the saved listing
+    with pytest.raises(OutputError, match="other read/decode settings"):
+        _partitions(layout, source, CurateConfig(decode=DecodeConfig(stats_side=128)))
+    with pytest.raises(OutputError, match="--overwrite"):
+        _partitions(layout, str(tmp_path), CurateConfig())
