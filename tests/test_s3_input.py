@@ -6,6 +6,7 @@ import socket
 
 import pyarrow.fs as pafs
 import pytest
+from moto import server as moto_server
 
 from cases import TEST_CONFIG, cases, write_tars
 from curate.config import CurateConfig
@@ -13,7 +14,6 @@ from curate.pipeline import run
 from curate.readers import fetch_image
 from curate.shards import read_shards
 
-moto_server = pytest.importorskip("moto.server")
 
 
 def _free_port() -> int:
