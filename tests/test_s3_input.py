@@ -15,7 +15,6 @@ from curate.readers import fetch_image
 from curate.shards import read_shards
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
