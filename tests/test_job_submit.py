@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,16 @@ from curate.shards import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ray_job_submit_runs_the_pipeline_on_a_head_node(tmp_path):
     source = write_folder(tmp_path / "in")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "RAY_PORT": "6391"}
+    ports = {"RAY_PORT": str(_free_port()), "RAY_DASHBOARD_PORT": str(_free_port())}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **ports}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.run(
         ["bash", "deploy/submit-local.sh", "--input", str(source), "--output", str(tmp_path / "out")],
