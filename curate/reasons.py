@@ -17,6 +17,7 @@ class Reason(StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"    # over the pixel budget (decompression bomb): never decoded
     TRUNCATED = "truncated"                # image data ends early
     CORRUPT = "corrupt"                    # decoder error (bad CRC, broken stream, ...)
+    # -- new read/decode reasons: one line each, appended below this marker (add to DECODE_FAILURES and DESCRIPTIONS too) --
     # Rules over stats.
     TOO_SMALL = "too_small"
     BAD_ASPECT = "bad_aspect"

@@ -61,6 +61,7 @@ STAT_FIELDS = [
     pa.field("stat_phash", pa.uint64()),
     pa.field("stat_phash_c95", pa.uint64()),
     pa.field("stat_phash_c90", pa.uint64()),
+    # -- new stat fields: one line each, appended below this marker --
 ]
 
 SCHEMA = pa.schema(
