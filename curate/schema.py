@@ -17,6 +17,8 @@ Columns (version 1):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
+  ``source_offset``: byte offset of the image member's data inside a tar (null otherwise),
+  so one member is fetched with a single ranged read instead of a header scan.
 - ``image`` / ``image_format``: the encoded bytes (null in rejected shards) and the format
   Pillow detected (``JPEG``, ``PNG``…).
 - ``width`` / ``height``: pixel size after EXIF orientation, read from the header.
@@ -71,6 +73,7 @@ SCHEMA = pa.schema(
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("source_index", pa.int64(), nullable=False),
         pa.field("source_key", pa.string()),
+        pa.field("source_offset", pa.int64()),
         pa.field("image", pa.binary()),
         pa.field("image_format", pa.string()),
         pa.field("width", pa.int32()),
