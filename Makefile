@@ -26,6 +26,11 @@ bench: setup  ## benchmarks: each prints ratios against a baseline of the same r
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_memory.py
 
+.PHONY: bench-peers
+bench-peers: setup  ## refinery vs imagededup (PHash) and cleanvision on the same files (installs the bench extra: torch)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python bench/bench_peers.py
+
 eval: setup   ## accuracy of the default decisions (the table in the README)
 	$(BIN)/python bench/eval_accuracy.py
 

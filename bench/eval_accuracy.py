@@ -21,22 +21,29 @@ Cases (seeded):
   (quality 60-95); a pair (unit, copy) is detected when the smallest Hamming distance
   between any of its hashes (``curate.rules.NEAR_DUP_HASHES``: whole frame, central 95 %,
   central 90 %) and any of the other's is <= radius, exactly as ``curate.rules.decide``. Negatives: every pair of distinct, non-overlapping units.
-- clarity: originals vs Gaussian blur sigma 3, 4, 6, 8; score ``stat_clarity`` (low = blurry).
+- clarity: originals vs Gaussian blur sigma 3, 4, 6, 8; score ``stat_clarity_norm`` (low =
+  blurry), with the old ``stat_clarity`` as a diagnostic row.
 - exposure: originals vs brightness x1.6, x2.0, x2.5 and +80, +115, +150 (clipped to 255),
-  score ``stat_overexposed``; originals vs x0.15, x0.25, x0.4, score ``stat_luma_p99`` (the
-  99th-percentile grey of the reduced decode; lower = more under-exposed, so a rule flags
-  ``value < min``), with ``stat_underexposed`` (fraction of grey <= 5) as a diagnostic row.
+  scores ``stat_clip_edge`` and ``stat_luma_p01`` (two rules, either rejects), with the old
+  ``stat_overexposed`` as a diagnostic row; originals vs x0.15, x0.25, x0.4, score
+  ``stat_luma_p99`` (the 99th-percentile grey of the reduced decode; lower = more
+  under-exposed, so a rule flags ``value < min``), with ``stat_underexposed`` (fraction of
+  grey <= 5) as a diagnostic row.
+- good photos that must be kept (``eval_scenes``, seeded): high-key, backlit, snow, night,
+  low-key, darkened and low-contrast scenes built from every unit; the false-positive rate
+  of each default rule (and of the old ones) per kind.
 Originals and variants are JPEG quality 95, except in the clarity rows that repeat the
 measure on lossless PNG of the same pixels (the decode path differs by format).
 
 The recommended threshold maximises TPR - FPR (Youden's J) on these cases (midpoint of the
 best cuts, two significant digits); the default is what ``default.yaml`` holds. Diagnostics
-(not pipeline rules): the ``stat_underexposed`` row and sweep, ``stat_clarity`` PNG/JPEG ratio
-on the same pixels, ``stat_brightness`` and ``stat_luma_p99`` as alternative exposure scores.
+(not pipeline rules): the old ``stat_clarity`` and ``stat_overexposed`` rows, the
+``stat_underexposed`` row, and the clarity PNG/JPEG ratio on the same pixels.
 
 This script parses arguments and writes the report; the work lives beside it: ``eval_cases``
-(units, transforms, ``Meter``), ``eval_stats`` (AUC, rates, thresholds), ``eval_near_dup`` and
-``eval_rules`` (the two report sections).
+(units, transforms, ``Meter``), ``eval_scenes`` (good photos that look bad to simple scores),
+``eval_stats`` (AUC, rates, thresholds), ``eval_near_dup`` and ``eval_rules`` (the two report
+sections).
 """
 from __future__ import annotations
 
@@ -58,6 +65,7 @@ from curate.config import CurateConfig, load_config  # noqa: E402
 from curate.sample import PHOTOS  # noqa: E402
 from eval_cases import QUADRANTS_FROM, UNIT_SIDE, Meter, build_units  # noqa: E402
 from eval_near_dup import near_dup_section  # noqa: E402
+from eval_web_scale import web_scale_section  # noqa: E402
 from eval_rules import rules_section  # noqa: E402
 
 
@@ -91,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     lines += near_dup_section(units, meter, cfg, rng)
+    lines += [""] + web_scale_section(cfg, 20_000, args.seed)
     lines += [""]
-    lines += rules_section(units, meter, cfg)
+    lines += rules_section(units, meter, cfg, args.seed)
     elapsed = time.perf_counter() - start
     lines += ["", f"{meter.count} images measured in {elapsed:.0f} s ({os.cpu_count()} cores visible, one used)."]
     text = "\n".join(lines) + "\n"

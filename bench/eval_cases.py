@@ -124,4 +124,6 @@ def near_dup_copies(img: Image.Image, rng: np.random.Generator) -> list[tuple[st
     copies.append(("png", 0.0, encode(img, "PNG")))
     quality = int(rng.integers(60, 96))
     copies.append(("webp", quality, encode(img, "WEBP", quality=quality)))
+    quality = int(rng.integers(40, 96))
+    copies.append(("mirror", quality, encode(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), quality=quality)))
     return copies

@@ -2,10 +2,13 @@
 
 Contract: ``near_dup_section(units, meter, cfg, rng)`` returns markdown lines. Positives are
 (unit, copy) pairs from ``eval_cases.near_dup_copies``; negatives are all pairs of distinct,
-non-overlapping units. A pair's distance is the smallest Hamming distance between any of its
-``curate.rules.NEAR_DUP_HASHES`` and any of the other's (``multi_hamming``), as
-``curate.rules.decide`` does; precision / recall are reported per radius in ``RADII``, per
-transform at ``cfg.dedup.radius``, and for crops per cut size.
+non-overlapping units. A pair's distance (``confirmed_distance``) is the smallest Hamming
+distance between a hash of one (``curate.rules.NEAR_DUP_HASHES``) and a hash of the other
+that ``curate.rules.NEAR_DUP_COMPARED`` compares and whose confirm dHashes
+(``NEAR_DUP_CONFIRM``) are within ``cfg.dedup.confirm_radius``, as ``curate.rules.decide``
+does; precision / recall are reported per radius in ``RADII``, per transform at
+``cfg.dedup.radius``, and for crops per cut size. The previous setting (three pHashes, all
+against all, no confirmation) is the last column for comparison.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import itertools
 import numpy as np
 
 from curate.config import CurateConfig
-from curate.rules import NEAR_DUP_HASHES
+from curate.rules import NEAR_DUP_COMPARED, NEAR_DUP_CONFIRM, NEAR_DUP_HASHES
 from curate.sample import encode
 from eval_cases import Meter, Unit, near_dup_copies, overlaps
 from eval_stats import met_or_missed
@@ -39,35 +42,51 @@ def multi_hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.min([hamming(a[:, x], b[:, y]) for x in range(a.shape[1]) for y in range(b.shape[1])], axis=0)
 
 
-def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np.random.Generator) -> list[str]:
-    def hashes(blobs: list[bytes]) -> np.ndarray:
-        measured = meter(blobs, NEAR_DUP_HASHES)
-        return np.stack([measured[c].astype(np.uint64) for c in NEAR_DUP_HASHES], axis=1)
+def confirmed_distance(
+    ap: np.ndarray, ad: np.ndarray, bp: np.ndarray, bd: np.ndarray, confirm_radius: int, compared: np.ndarray
+) -> np.ndarray:
+    """Per pair (rows), the smallest pHash distance over compared entry pairs whose dHashes agree (65: none)."""
+    best = np.full(len(ap), 65)
+    for x, y in zip(*np.nonzero(compared)):
+        d = hamming(ap[:, x], bp[:, y])
+        best = np.minimum(best, np.where(hamming(ad[:, x], bd[:, y]) <= confirm_radius, d, 65))
+    return best
 
-    originals = hashes([encode(u.image, quality=95) for u in units])
+
+def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np.random.Generator) -> list[str]:
+    def hashes(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        measured = meter(blobs, NEAR_DUP_HASHES + NEAR_DUP_CONFIRM)
+        return tuple(np.stack([measured[c].astype(np.uint64) for c in cs], axis=1) for cs in (NEAR_DUP_HASHES, NEAR_DUP_CONFIRM))
+
+    rc = cfg.dedup.confirm_radius
+    (originals, orig_d) = hashes([encode(u.image, quality=95) for u in units])
     made = [(i, kind, param, data) for i, u in enumerate(units) for kind, param, data in near_dup_copies(u.image, rng)]
-    copies = hashes([data for *_, data in made])
+    copies, copies_d = hashes([data for *_, data in made])
     owners = np.array([i for i, *_ in made])
     kinds = np.array([kind for _, kind, _, _ in made])
     params = np.array([param for _, _, param, _ in made])
-    pos = multi_hamming(copies, originals[owners])
-    pos_full = hamming(copies[:, 0], originals[owners, 0])
+    pos = confirmed_distance(copies, copies_d, originals[owners], orig_d[owners], rc, NEAR_DUP_COMPARED)
+    pos_old = multi_hamming(copies[:, :3], originals[owners, :3])
     pairs = [(i, j) for i, j in itertools.combinations(range(len(units)), 2) if not overlaps(units[i], units[j])]
     left, right = [i for i, _ in pairs], [j for _, j in pairs]
-    neg = multi_hamming(originals[left], originals[right])
-    neg_full = hamming(originals[left, 0], originals[right, 0])
+    neg = confirmed_distance(originals[left], orig_d[left], originals[right], orig_d[right], rc, NEAR_DUP_COMPARED)
+    neg_old = multi_hamming(originals[left, :3], originals[right, :3])
     radius = cfg.dedup.radius
+    compared = ", ".join(
+        f"`{NEAR_DUP_HASHES[x]}`-`{NEAR_DUP_HASHES[y]}`" for x, y in zip(*np.nonzero(np.triu(NEAR_DUP_COMPARED)))
+    )
 
     lines = [
         "## Near duplicates: pHash Hamming distance, as the pipeline compares them",
         "",
-        f"Distance of a pair = the smallest Hamming distance between any of {', '.join(f'`{c}`' for c in NEAR_DUP_HASHES)} "
-        "of one image and any of the other (whole frame and central 95 % / 90 %; `curate.rules.decide`).",
+        f"Distance of a pair = the smallest Hamming distance between the pHashes of two compared entries ({compared}; "
+        f"either way round) whose dHashes ({', '.join(f'`{c}`' for c in NEAR_DUP_CONFIRM)}, same frames) are within "
+        f"`dedup.confirm_radius` = {rc} bits (`curate.rules.decide`).",
         "",
         f"{len(pos)} positive pairs (unit, transformed copy), {len(neg)} negative pairs (distinct, non-overlapping units). "
         f"Closest negative pair: {int(neg.min())} bits; farthest positive: {int(pos.max())} bits.",
         "",
-        "| radius | TP | FN | FP | precision | recall | recall without crops | whole-frame pHash only: P / R |",
+        "| radius | TP | FN | FP | precision | recall | recall without crops | previous (3 pHashes all vs all, no confirm): P / R |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     no_crop = kinds != "crop"
@@ -78,7 +97,7 @@ def near_dup_section(units: list[Unit], meter: Meter, cfg: CurateConfig, rng: np
         lines.append(
             f"| {r}{mark} | {tp} | {len(pos) - tp} | {fp} | {precision:.3f} | {tp / len(pos):.3f} | "
             f"{float(np.mean(pos[no_crop] <= r)):.3f} | "
-            f"{_precision(pos_full, neg_full, r):.3f} / {float(np.mean(pos_full <= r)):.3f} |"
+            f"{_precision(pos_old, neg_old, r):.3f} / {float(np.mean(pos_old <= r)):.3f} |"
         )
     tp, fp = int((pos <= radius).sum()), int((neg <= radius).sum())
     precision, recall = (tp / (tp + fp) if tp + fp else 1.0), tp / len(pos)

@@ -15,11 +15,12 @@ from rich.table import Table
 from curate.config import ConfigError, load_config
 from curate.layout import OutputError
 from curate.readers import InputError
+from curate.store import DiskFullError
 
 console = Console(stderr=False)
 
 
-def _print_summary(manifest: dict, output: Path, note: str = "") -> None:
+def _print_summary(manifest: dict, output: str, note: str = "") -> None:
     rows = manifest["rows"]
     console.print(f"[bold]refinery curate{note}[/bold]: {rows['in']} rows in, {rows['kept']} kept, {rows['rejected']} rejected")
     table = Table()
@@ -29,12 +30,14 @@ def _print_summary(manifest: dict, output: Path, note: str = "") -> None:
         table.add_row(reason, str(count))
     table.add_row("[bold]kept[/bold]", str(rows["kept"]))
     console.print(table)
-    shards = manifest["shards"]
-    kept = sum(1 for s in shards if s["kind"] == "kept")
-    console.print(f"kept:     {output}/kept ({kept} shards)")
-    console.print(f"rejected: {output}/rejected ({len(shards) - kept} shards)")
-    console.print(f"manifest: {output}/manifest.json")
-    console.print(f"report:   {output}/report.html")
+    units = len(manifest["units"])
+    current = manifest["current"]
+    console.print(f"images:    {output}/images ({units} files, written once)")
+    console.print(f"stats:     {output}/stats/{current['stats']}")
+    console.print(f"decisions: {output}/decisions/{current['decisions']} (generation {manifest['generation']})")
+    console.print(f"manifest:  {output}/manifest.json")
+    console.print(f"report:    {output}/report.html")
+    console.print(f"read it:   python -c \"import curate; print(curate.open('{output}').read(where='keep').num_rows)\"", soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -51,11 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_retune(args: argparse.Namespace) -> int:
-    from curate.layout import local_root
     from curate.retune import retune
+    from curate.store import Store
 
     manifest = retune(args.shards, load_config(args.config), args.output)
-    _print_summary(manifest, local_root(args.output or args.shards), " retune")
+    _print_summary(manifest, Store.open(args.output or args.shards).uri, " retune")
     return 0
 
 
@@ -87,15 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="curate an input into Parquet shards (resumes if interrupted)")
     p.add_argument("--input", required=True, help="image folder, tar glob, Parquet file/glob, or URI (file://, s3://)")
-    p.add_argument("--output", required=True, help="output folder (local path)")
+    p.add_argument("--output", required=True, help="output folder: a local path, file:// or s3:// URI")
     p.add_argument("--config", help="YAML config (default: the bundled curate/configs/default.yaml)")
     p.add_argument("--overwrite", action="store_true", help="delete what --output holds and start over")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("retune", help="re-apply rules and dedup settings over stored stats, without decoding")
-    p.add_argument("--shards", required=True, help="output folder of an earlier run")
+    p.add_argument("--shards", required=True, help="output of an earlier run (folder or URI)")
     p.add_argument("--config", help="YAML config with the new thresholds")
-    p.add_argument("--output", help="write the re-tuned shards here instead of in place")
+    p.add_argument("--output", help="write the new decisions here (an empty folder) instead of in place")
     p.set_defaults(func=cmd_retune)
 
     p = sub.add_parser("sample", help="write the bundled sample dataset (real photos + variants each filter catches)")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InputError, OutputError, FileNotFoundError) as err:
+    except (ConfigError, InputError, OutputError, FileNotFoundError, DiskFullError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,13 +1,15 @@
 """Curation config: one YAML file, validated by pydantic.
 
-``load_config(path)`` returns a ``CurateConfig``; ``None`` loads the bundled
-``curate/configs/default.yaml``. Unknown keys are errors (a typo never passes silently).
+``load_config(path)`` returns a ``CurateConfig``: the bundled ``curate/configs/default.yaml``
+with ``path``'s settings merged on top (mappings key by key; a list such as ``rules``
+replaces the default list whole). Unknown keys are errors (a typo never passes silently).
 Stage resources (CPUs, GPUs, batch size, actor pool size) are data here, read by the
 Ray adapter (``curate.ray_adapter``); filters and rules never see them.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,12 +41,19 @@ class InputConfig(_Strict):
     image_column: str | None = None
     path_column: str | None = None
     caption_column: str | None = None
+    # Hostile input: the byte budget per image file (checked from its size before reading; never
+    # more than this + 1 bytes read) and the roots, besides the input itself, that symlinks and
+    # Parquet path references may point into (local paths or URIs; [] = none).
+    max_file_bytes: int = Field(64 * 2**20, ge=1, description="larger image files/values are too_large, not read")
+    allowed_roots: list[str] = []
 
 
 class DecodeConfig(_Strict):
     max_pixels: int = Field(89_478_485, ge=1, description="pixel budget; larger headers are rejected undecoded")
     formats: list[str] = ["JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"]
     stats_side: int = Field(256, ge=32, description="reduced-size decode target for statistics (short side)")
+    max_jpeg_scans: int = Field(100, ge=1, description="JPEGs with more scans (SOS markers) are too_complex, not decoded")
+    max_decode_seconds: float = Field(30.0, gt=0, description="watchdog: a decode running longer stops as too_complex")
 
 
 class Rule(_Strict):
@@ -54,6 +63,9 @@ class Rule(_Strict):
     reason: Reason
     min: float | None = None
     max: float | None = None
+    on_null: Literal["reject", "pass"] = Field(
+        "reject", description="a row whose column is null (never measured): reject it with `reason`, or let it pass"
+    )
 
     @field_validator("column")
     @classmethod
@@ -80,7 +92,11 @@ class Rule(_Strict):
 class DedupConfig(_Strict):
     exact: bool = True
     near: bool = True
-    radius: int = Field(4, ge=0, le=16, description="max Hamming distance of pHashes (of 64 bits)")
+    radius: int = Field(8, ge=0, le=16, description="max Hamming distance of pHashes (of 64 bits)")
+    confirm_radius: int = Field(8, ge=0, le=64, description="max Hamming distance of the confirm dHashes")
+    keeper: list[Literal["no_overlay", "native", "pixels", "compression"]] = Field(
+        ["no_overlay", "native", "compression", "pixels"], description="near-dup keeper order (curate.dedup.keeper)"
+    )
     distributed_above: int = Field(
         2_000_000, ge=0, description="rows above which near-dup search runs as Ray tasks"
     )
@@ -94,6 +110,9 @@ class ReportConfig(_Strict):
 class RayConfig(_Strict):
     address: str | None = Field(None, description="null: RAY_ADDRESS if set, else a local Ray")
     num_cpus: int | None = Field(None, description="CPUs for a local Ray (null: all)")
+    in_process_below: int = Field(
+        500, ge=0, description="run in this process, without starting Ray, when the input has fewer rows (0: never)"
+    )
 
 
 class CurateConfig(_Strict):
@@ -113,15 +132,35 @@ class ConfigError(ValueError):
     """The config file is missing, not YAML, or does not validate."""
 
 
-def load_config(path: str | Path | None = None) -> CurateConfig:
-    path = Path(path) if path is not None else DEFAULT_CONFIG
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err}") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from err
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings, not {type(raw).__name__}")
+    return raw or {}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None) -> CurateConfig:
+    """The bundled defaults with ``path``'s settings on top (a partial file keeps every other default)."""
+    raw = _read_yaml(DEFAULT_CONFIG)
+    if path is not None:
+        path = Path(path)
+        raw = merge(raw, _read_yaml(path))
+    else:
+        path = DEFAULT_CONFIG
     try:
-        return CurateConfig.model_validate(raw or {})
+        return CurateConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"config {path} is invalid:\n{err}") from err

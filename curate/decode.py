@@ -20,7 +20,19 @@ Neither function raises anything but ``DecodeError``. Reasons: ``EMPTY_FILE`` (z
 ``UNSUPPORTED_FORMAT`` (no image signature, or a format outside ``cfg.formats``),
 ``BAD_HEADER`` (an image signature whose header cannot be parsed or is impossible),
 ``TOO_MANY_PIXELS`` (over budget), ``TRUNCATED`` (the data ends before the image does),
-``CORRUPT`` (a PNG chunk CRC mismatch, or any other decoder error).
+``CORRUPT`` (a PNG chunk CRC mismatch, or any other decoder error), ``TOO_COMPLEX`` (decode
+work over budget, below).
+
+Decode work is bounded per image: a JPEG (or MPO) with more than ``cfg.max_jpeg_scans`` SOS
+markers is rejected with its header, before any scan is decoded (libjpeg's progressions use
+6-10 scans; a crafted file with 3,000 decoded for 199 s). Every marker in the file counts,
+embedded EXIF thumbnails and MPO frames included: a few more than the image's own scans.
+And a watchdog: Pillow pulls the bytes through a reader that stops the decode once
+``cfg.max_decode_seconds`` have passed since the open began. It is checked between the
+decoder's reads (64 KiB blocks), so it bounds JPEG, PNG and GIF decodes to about that long;
+a WebP or TIFF is decoded in one call, bounded by the pixel budget only. Unlike the other
+checks its outcome depends on the machine's speed: keep it far above the slowest legitimate
+decode, as a net for what the scan limit and pixel budget do not catch.
 
 Importing this module raises Pillow's block cache to 64 blocks (what ``PILLOW_BLOCKS_MAX=64``
 does): Pillow otherwise hands every freed image buffer back to the OS, and full-size
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import io
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -58,6 +71,24 @@ _EXIF_ORIENTATION = 0x0112
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+class _Overtime(Exception):
+    """The decode ran past ``cfg.max_decode_seconds`` (raised from inside Pillow's reads)."""
+
+
+class _Watched(io.BytesIO):
+    """The bytes Pillow decodes from; ``read`` raises ``_Overtime`` once past ``deadline``."""
+
+    def __init__(self, data: bytes, seconds: float):
+        super().__init__(data)
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def read(self, size: int | None = -1) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise _Overtime(f"decode still running after {self.seconds:g} s (decode.max_decode_seconds)")
+        return super().read(size)
+
+
 class DecodeError(Exception):
     def __init__(self, reason: Reason, message: str):
         super().__init__(f"{reason}: {message}")
@@ -71,6 +102,7 @@ class Header:
     width: int  # after EXIF orientation
     height: int
     orientation: int  # EXIF value, 1 when absent
+    quantization: tuple[tuple[int, ...], ...] | None = None  # JPEG tables (natural order, luma first); else None
 
 
 # ---------------------------------------------------------------- byte-level checks
@@ -171,9 +203,11 @@ def _open(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data), formats=_openers(tuple(cfg.formats)))
+            img = Image.open(_Watched(data, cfg.max_decode_seconds), formats=_openers(tuple(cfg.formats)))
     except Image.DecompressionBombError as err:
         raise DecodeError(Reason.TOO_MANY_PIXELS, str(err)) from None
+    except _Overtime as err:
+        raise DecodeError(Reason.TOO_COMPLEX, str(err)) from None
     except UnidentifiedImageError:
         raise _unopenable(data, cfg, "no Pillow plugin could parse it") from None
     except Exception as err:  # noqa: BLE001 - any parser failure on hostile bytes
@@ -185,10 +219,13 @@ def _open(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header]:
         raise DecodeError(Reason.BAD_HEADER, f"impossible size {width}x{height}")
     if width * height > cfg.max_pixels:
         raise DecodeError(Reason.TOO_MANY_PIXELS, f"{width}x{height} over budget {cfg.max_pixels}")
+    if img.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > cfg.max_jpeg_scans:
+        raise DecodeError(Reason.TOO_COMPLEX, f"{scans} JPEG scans, over the limit decode.max_jpeg_scans={cfg.max_jpeg_scans}")
     orientation = _orientation(img)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return img, Header(img.format, width, height, orientation)
+    quantization = tuple(tuple(t) for _, t in sorted(img.quantization.items())) if isinstance(img, JpegImageFile) else None
+    return img, Header(img.format, width, height, orientation, quantization or None)
 
 
 def read_header(data: bytes, cfg: DecodeConfig = DecodeConfig()) -> Header:
@@ -208,6 +245,8 @@ def _load(img: Image.Image, data: bytes) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
+    except _Overtime as err:
+        raise DecodeError(Reason.TOO_COMPLEX, str(err)) from None
     except Exception as err:  # noqa: BLE001
         text = f"{type(err).__name__}: {err}"
         truncated = "truncated" in text.lower() or _ends_early(data, img.format)

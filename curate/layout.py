@@ -1,113 +1,68 @@
-"""Where everything lives under a run's output folder, and atomic file writes.
+"""Where everything lives under an output root (layout version 2).
 
-    OUT/manifest.json                    written last; lists every shard (rows, bytes, sha256)
-    OUT/kept/part-PPPPP-gG.parquet       kept rows of input partition P, with image bytes
-    OUT/rejected/part-PPPPP-gG.parquet   rejected rows: stats, reasons, source reference, no bytes
-    OUT/report.html, OUT/report/         the run report
-    OUT/_staging/inputs.json             the input listing a resumed run reuses
-    OUT/_staging/stats/pPPPPP/*.parquet  measured rows of partition P (with bytes)
-    OUT/_staging/commits/pPPPPP.json     written once partition P's rows are all staged
+    OUT/manifest.json                          the commit point, written last (curate.manifest)
+    OUT/images/part-PPPPP-SSSSSSSSS-N.parquet  images group: one file per unit, written once
+    OUT/stats/<version>/part-….parquet         CPU stats of the same rows, same order
+    OUT/decisions/g<G>/part-….parquet          keep / reasons / dup_of of generation G
+    OUT/<group>/<version>/part-….parquet       groups later stages add (captions, grades, …)
+    OUT/report.html, OUT/report/               the run report
+    OUT/_staging/inputs.json                   the input listing a resumed run reuses
+    OUT/_staging/commits/pPPPPP.json           written once partition P's units are all written
+    OUT/.refinery.lock                         held by the run or retune writing here
 
-G is the generation: 0 for ``curate run``, +1 for each ``curate retune`` in place. Every
-file is written under a temporary name (``.tmp-*``) and renamed, so a reader never sees a
-partial file; ``remove_temporaries`` clears leftovers of a killed run.
+A **unit** is a run of consecutive rows of one input partition: ``PPPPP`` the partition,
+``SSSSSSSSS`` the ordinal of its first row, ``N`` its number of rows (so a retried task that
+cut the rows differently never writes over another unit's file). Every group holds, for every unit, one file with
+the same rows in the same order (checked by ``row_key`` on read). Image bytes are written
+once, when a unit is measured; ``retune`` writes only a new decisions generation, and later
+stages only their own group.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-TMP_PREFIX = ".tmp-"
+LAYOUT_VERSION = 2
+MANIFEST = "manifest.json"
+LOCK = ".refinery.lock"
+STAGING = "_staging"
+INPUTS = f"{STAGING}/inputs.json"
+REPORT = "report.html"
+REPORT_ASSETS = "report"
+IMAGES = "images"
+STATS = "stats"
+DECISIONS = "decisions"
 
 
 class OutputError(ValueError):
     """The output location cannot be used as asked."""
 
 
-def local_root(output: str) -> Path:
-    if output.startswith("file://"):
-        output = output[len("file://") :]
-    if "://" in output:
-        raise OutputError(f"output {output!r}: only local paths (or file://) are supported for output so far")
-    return Path(output).expanduser().resolve()
-
-
-@dataclass(frozen=True)
-class Layout:
-    root: Path
+@dataclass(frozen=True, order=True)
+class Unit:
+    partition: int
+    start: int  # ordinal of the unit's first row in its partition
+    rows: int
 
     @property
-    def staging(self) -> Path:
-        return self.root / "_staging"
+    def name(self) -> str:
+        return f"{self.partition:05d}-{self.start:09d}-{self.rows}"
 
-    @property
-    def inputs_file(self) -> Path:
-        return self.staging / "inputs.json"
-
-    def stats_dir(self, partition: int) -> Path:
-        return self.staging / "stats" / f"p{partition:05d}"
-
-    def commit_marker(self, partition: int) -> Path:
-        return self.staging / "commits" / f"p{partition:05d}.json"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.json"
-
-    def shard(self, kind: str, partition: int, generation: int) -> Path:
-        return self.root / kind / f"part-{partition:05d}-g{generation}.parquet"
+    def as_dict(self) -> dict:
+        return {"partition": self.partition, "start": self.start, "rows": self.rows}
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{path.name}")
+def group_dir(group: str, version: str) -> str:
+    return IMAGES if group == IMAGES else f"{group}/{version}"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def unit_file(group: str, version: str, unit: Unit | str) -> str:
+    name = unit.name if isinstance(unit, Unit) else unit
+    return f"{group_dir(group, version)}/part-{name}.parquet"
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def commit_marker(partition: int) -> str:
+    return f"{STAGING}/commits/p{partition:05d}.json"
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> dict:
-    """Write ``table`` to ``path`` atomically; return {rows, bytes, sha256}."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    # Image bytes are already compressed: no dictionary, no compression on that column.
-    pq.write_table(
-        table,
-        tmp,
-        compression={name: ("NONE" if name == "image" else "ZSTD") for name in table.column_names},
-        use_dictionary=[n for n in table.column_names if n != "image"],
-        row_group_size=256,
-    )
-    digest = hashlib.sha256()
-    with open(tmp, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    size = tmp.stat().st_size
-    os.replace(tmp, path)
-    return {"rows": table.num_rows, "bytes": size, "sha256": digest.hexdigest()}
-
-
-def remove_temporaries(root: Path) -> int:
-    removed = 0
-    if root.exists():
-        for p in root.rglob(f"{TMP_PREFIX}*"):
-            p.unlink(missing_ok=True)
-            removed += 1
-    return removed
+def decisions_version(generation: int) -> str:
+    return f"g{generation}"

@@ -9,14 +9,23 @@ Contract:
   batches, with the CPUs, GPUs, batch size and actor pool size of ``resources``.
 - ``map_items(items, fn, resources)`` runs ``fn(item) -> dict`` over a list as Ray tasks and
   returns the results in item order.
-Stage code never imports Ray; only this module and the pipeline driver do.
+- ``stream(items, stages, ray_cfg)`` runs ``stages`` (``Stage``: a batch function or a class of
+  batch callables, its resources, constructor arguments) over ``items`` (one dict per input
+  partition) and yields the last stage's output batches as they finish. On Ray each stage is
+  a ``map_batches``; when the items hold fewer rows than ``ray_cfg.in_process_below`` (and
+  no cluster is named, none is running here), the same callables run in this process
+  instead: no Ray start for work that fits here, same outputs.
+- ``dataset(items, fn, resources)`` is a streaming Ray Dataset of ``fn(item)`` tables (the
+  one reader's ``to_ray``).
+Stage code never imports Ray; only this module does.
 """
 from __future__ import annotations
 
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import ray
 
@@ -29,6 +38,53 @@ ONE_THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "PILLOW_BLOCKS_MAX": "64",
 }
+
+
+@dataclass(frozen=True)
+class Stage:
+    fn: Callable  # batch -> batch (or iterator of batches); or a class whose instances are that
+    resources: StageResources
+    constructor_args: tuple = ()
+
+
+def _in_process(items: list[dict], stages: list[Stage]) -> Iterator:
+    import pyarrow as pa
+
+    calls = [s.fn(*s.constructor_args) if isinstance(s.fn, type) else s.fn for s in stages]
+
+    def run(batch, depth: int):
+        if depth == len(calls):
+            yield batch
+            return
+        out = calls[depth](batch)
+        for piece in ([out] if isinstance(out, pa.Table) else out):
+            size = stages[depth + 1].resources.batch_size if depth + 1 < len(stages) else None
+            if size is None or piece.num_rows <= size:
+                yield from run(piece, depth + 1)
+            else:
+                for start in range(0, piece.num_rows, size):
+                    yield from run(piece.slice(start, size), depth + 1)
+
+    for item in items:
+        yield from run(pa.Table.from_pylist([item]), 0)
+
+
+def stream(items: list[dict], stages: list[Stage], cfg: RayConfig) -> Iterator:
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    rows = sum(int(item.get("rows", 1)) for item in items)
+    if not ray.is_initialized() and not address and rows < cfg.in_process_below:
+        yield from _in_process(items, stages)
+        return
+    connect(cfg)
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    for s in stages:
+        ds = add_stage(ds, s.fn, s.resources, s.constructor_args)
+    yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
+
+
+def dataset(items: list[dict], fn: Callable, resources: StageResources) -> "ray.data.Dataset":
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    return add_stage(ds, fn, resources)
 
 
 def connect(cfg: RayConfig) -> None:

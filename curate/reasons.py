@@ -18,6 +18,9 @@ class Reason(StrEnum):
     TRUNCATED = "truncated"                # image data ends early
     CORRUPT = "corrupt"                    # decoder error (bad CRC, broken stream, ...)
     # -- new read/decode reasons: one line each, appended below this marker (add to DECODE_FAILURES and DESCRIPTIONS too) --
+    TOO_LARGE = "too_large"              # file or value over input.max_file_bytes: never read past the budget
+    PATH_NOT_ALLOWED = "path_not_allowed"  # reference or symlink outside the input and input.allowed_roots
+    TOO_COMPLEX = "too_complex"          # decode work over budget (JPEG scans, decode time): not decoded
     # Rules over stats.
     TOO_SMALL = "too_small"
     BAD_ASPECT = "bad_aspect"
@@ -38,6 +41,9 @@ DECODE_FAILURES = frozenset(
         Reason.TOO_MANY_PIXELS,
         Reason.TRUNCATED,
         Reason.CORRUPT,
+        Reason.TOO_LARGE,
+        Reason.PATH_NOT_ALLOWED,
+        Reason.TOO_COMPLEX,
     }
 )
 
@@ -49,6 +55,9 @@ DESCRIPTIONS = {
     Reason.TOO_MANY_PIXELS: "over the pixel budget (decompression bomb); not decoded",
     Reason.TRUNCATED: "image data truncated",
     Reason.CORRUPT: "image data corrupt",
+    Reason.TOO_LARGE: "file over the byte budget (input.max_file_bytes); not read",
+    Reason.PATH_NOT_ALLOWED: "points outside the input and input.allowed_roots; not read",
+    Reason.TOO_COMPLEX: "decoding would take too much work (JPEG scans, time budget); not decoded",
     Reason.TOO_SMALL: "below the minimum resolution",
     Reason.BAD_ASPECT: "aspect ratio outside the allowed range",
     Reason.BLURRY: "clarity (variance of the Laplacian) below threshold",

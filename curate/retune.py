@@ -1,56 +1,56 @@
 """``curate retune``: re-apply (new) rules and dedup settings to a finished output.
 
-Contract: ``retune(shards, config, output=None)`` reads the stats stored in every kept and
-rejected shard listed in ``shards/manifest.json`` (never decoding an image), decides every
-row again with ``config``'s rules and dedup settings, and writes a new generation of shards
-(in place by default, or into ``output``), a new manifest and report. A row promoted from
-rejected gets its bytes fetched again from its source reference. The old generation is
-removed only after the new manifest is written, so a killed retune leaves the old output
-intact and can simply be run again.
+Contract: ``retune(shards, config, output=None)`` reads the stored stats of every unit
+(never an image byte), decides every row again with ``config``'s rules and dedup settings,
+and writes a new decisions generation, manifest and report. In place by default: the
+images and stats are untouched and the previous decisions generation is removed only after
+the new manifest is written, so a killed retune leaves the old output as it was. With
+``output``, the new folder gets only its decisions, manifest and report; its manifest points
+at the source's images and stats (``root``), which are never copied. The manifest's
+``measured_with`` stays that of the source: only ``decided_with`` changes.
+
+Refused (``OutputError``): an ``output`` that holds another run, is not empty, or lies
+inside the source (or contains it); an output another process holds.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pyarrow as pa
-
-from curate import ray_adapter
 from curate.config import CurateConfig
-from curate.finalize import STATS_VIEW, finalize, sort_partition
-from curate.layout import local_root, remove_temporaries
-from curate.shards import read_manifest, read_shard
+from curate.finalize import Plan, finalize
+from curate.layout import DECISIONS, LOCK, OutputError
+from curate.lock import output_lock
+from curate.manifest import read_manifest, units_of
+from curate.store import Store
 
 
-def _shards_of(root: Path, partition: int) -> list[Path]:
-    return [root / s["path"] for s in read_manifest(root)["shards"] if s["partition"] == partition]
-
-
-def _shard_loader(root: str, partition: int) -> pa.Table:
-    tables = [read_shard(path) for path in _shards_of(Path(root), partition)]
-    return sort_partition(pa.concat_tables(tables))
-
-
-def _gather_stats(root: Path, manifest: dict) -> pa.Table:
-    tables = []
-    for shard in manifest["shards"]:
-        table = read_shard(root / shard["path"], STATS_VIEW)
-        tables.append(table.append_column("_partition", pa.array([shard["partition"]] * table.num_rows, pa.int32())))
-    stats = pa.concat_tables(tables)
-    return stats.sort_by([("_partition", "ascending"), ("source_uri", "ascending"), ("source_index", "ascending")])
+def _check_target(src: Store, out: Store) -> None:
+    if out.is_local and src.is_local:
+        a, b = os.path.realpath(src.local_root), os.path.realpath(out.local_root)
+        if a == b:
+            return
+        if b.startswith(a + "/") or a.startswith(b + "/"):
+            raise OutputError(f"--output {out.display()} overlaps the retuned output {src.display()}: choose a separate folder")
+    if [e for e in out.entries() if e != LOCK]:
+        raise OutputError(f"--output {out.display()} is not empty (it may hold another run); choose an empty or new folder")
 
 
 def retune(shards: str, config: CurateConfig, output: str | None = None) -> dict:
-    src = local_root(shards)
-    out = local_root(output) if output else src
+    src = Store.open(shards)
+    out = Store.open(output) if output else src
     manifest = read_manifest(src)
-    remove_temporaries(out)
-    ray_adapter.connect(config.ray)
-    return finalize(
-        _gather_stats(src, manifest),
-        config,
-        loader=_shard_loader,
-        root=src,
-        out_root=out,
-        generation=manifest["generation"] + 1,
-        input_desc=manifest["input"],
-    )
+    in_place = out.spec == src.spec
+    if not in_place:
+        _check_target(src, out)
+    with output_lock(out, "curate retune"):
+        manifest = read_manifest(src)  # again, under the lock
+        out.remove_temporaries()
+        groups = {}
+        for name, versions in manifest["groups"].items():
+            if name == DECISIONS:
+                continue
+            groups[name] = {v: (e if in_place or e.get("root") else {**e, "root": src.spec}) for v, e in versions.items()}
+        current = {k: v for k, v in manifest["current"].items() if k != DECISIONS}
+        plan = Plan(units=units_of(manifest), groups=groups, current=current, generation=manifest["generation"] + 1,
+                    input_desc=manifest["input"], measured_with=manifest["measured_with"], stage="curate retune")
+        return finalize(out, plan, config)

@@ -17,17 +17,28 @@ import pyarrow.compute as pc
 
 from curate.config import CurateConfig, Rule
 from curate.dedup import dedup_decisions, near_pairs
+from curate.dedup.keeper import table_rank
 from curate.reasons import DECODE_FAILURES
 from curate.schema import set_column
 
-# Hashes compared for near duplicates: any of one row within the radius of any of the other.
-NEAR_DUP_HASHES = ("stat_phash", "stat_phash_c95", "stat_phash_c90")
+# Near duplicates: entry x of one row against entry y of the other when NEAR_DUP_COMPARED[x][y];
+# pHashes within dedup.radius and the dHashes of the same two frames within dedup.confirm_radius.
+# Whole frame against whole frame, centre crops and mirror; crops never against crops or mirror.
+NEAR_DUP_HASHES = ("stat_phash", "stat_phash_c95", "stat_phash_c90", "stat_phash_mirror")
+NEAR_DUP_CONFIRM = ("stat_dhash", "stat_dhash_c95", "stat_dhash_c90", "stat_dhash_mirror")
+NEAR_DUP_COMPARED = np.array(
+    [[True, True, True, True], [True, False, False, False], [True, False, False, False], [True, False, False, False]]
+)
 
 
 def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
-    """Boolean mask of rows whose ``rule.column`` is outside [min, max]; nulls never violate."""
+    """Boolean mask of rows whose ``rule.column`` is outside [min, max].
+
+    A null value (a row the stage never measured) violates the rule when ``rule.on_null`` is
+    ``reject`` (the default: never silently passed) and passes when it is ``pass``.
+    """
     values = pc.fill_null(table.column(rule.column).cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    bad = np.zeros(len(values), dtype=bool)
+    bad = np.isnan(values) if rule.on_null == "reject" else np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):
         if rule.min is not None:
             bad |= values < rule.min
@@ -42,25 +53,30 @@ def decode_reasons(table: pa.Table) -> list[list[str]]:
 
 def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs) -> pa.Table:
     reasons = decode_reasons(table)
+    decoded = np.array([not r for r in reasons], dtype=bool)  # rules judge only rows that decoded
     for rule in config.rules:
-        for i in np.flatnonzero(rule_violations(table, rule)):
+        for i in np.flatnonzero(rule_violations(table, rule) & decoded):
             if str(rule.reason) not in reasons[i]:
                 reasons[i].append(str(rule.reason))
     eligible = np.array([not r for r in reasons], dtype=bool)
     phash_col = table.column("stat_phash")
     has_phash = ~np.asarray(phash_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    phash = np.stack(
-        [
-            # A shard from before the crop hashes existed: fall back to the whole-frame hash.
-            pc.fill_null(pc.coalesce(table.column(name), phash_col), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
-            for name in NEAR_DUP_HASHES
-        ],
-        axis=1,
+    # A shard from before the crop/mirror hashes: the whole-frame hash stands in; before the
+    # dHashes: 0 (such rows confirm only against each other).
+    phash, confirm = (
+        np.stack(
+            [
+                pc.fill_null(pc.coalesce(table.column(name), fallback), 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+                for name in names
+            ],
+            axis=1,
+        )
+        for names, fallback in ((NEAR_DUP_HASHES, phash_col), (NEAR_DUP_CONFIRM, table.column("stat_dhash")))
     )
-    w = pc.fill_null(table.column("width"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    h = pc.fill_null(table.column("height"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    rank = table_rank(table, config.dedup.keeper)  # which copy of a near-duplicate group is kept
     dup_reason, dup_of = dedup_decisions(
-        table.column("id").to_pylist(), phash, has_phash, w * h, eligible, config.dedup, pair_finder
+        table.column("id").to_pylist(), phash, has_phash, rank, eligible, config.dedup, pair_finder,
+        confirm, NEAR_DUP_COMPARED,
     )
     for i, reason in enumerate(dup_reason):
         if reason:

@@ -1,50 +1,71 @@
-"""The one versioned Arrow schema every refinery shard is written and read with.
+"""The one versioned Arrow schema every refinery file is written and read with.
 
 Contract:
-- ``SCHEMA`` is the current record schema; ``SCHEMA_VERSION`` its version, stored in
-  every row (``schema_version``) and in the Parquet file metadata (``refinery.schema_version``).
-- ``conform(table)`` is what every writer calls before writing and every reader calls
-  after reading: it adds missing nullable columns as nulls (so shards written by an older
-  version read), casts every column to its declared type, orders columns as ``SCHEMA``,
-  and raises ``SchemaError`` for a missing required column, an impossible cast, or a
-  column this version does not know (a shard from a newer refinery).
-- Adding a column is done by appending a *nullable* field to ``SCHEMA``, bumping
-  ``SCHEMA_VERSION`` and recording the change in ``CHANGES``; never rename or retype.
+- ``SCHEMA`` is the full logical row: every column any stage writes, as the one reader
+  (``curate.reader``) returns it with the groups joined. ``SCHEMA_VERSION`` is its version,
+  stored in every file's metadata (``refinery.schema_version``).
+- Rows live in **groups** (``GROUPS``): ``images`` (written once per row: the row key, the
+  content hash, the source reference, bytes, size, captions from the input), ``stats``
+  (measured by the CPU stats stage), ``decisions`` (keep / reasons / dup_of, one generation
+  per ``run`` or ``retune``), and later ``model_stats``, ``embeddings``, ``captions``,
+  ``grades``. Every group file carries ``row_key`` and holds the same rows in the same order
+  as the ``images`` file of its unit (``curate.layout``). ``group_schema(name)`` is a group's
+  file schema.
+- Every field says what it is in its metadata (``refinery.kind``: key, source, image, text,
+  size, stat, hash, embedding, caption, decision, grade), read with ``field_kind``; nothing
+  is inferred from a type.
+- ``conform(table, schema, strict=True)``: adds missing nullable columns as nulls (files
+  written by an older version read), casts every column to its declared type, orders
+  columns as ``schema``; a missing required column or an impossible cast is a
+  ``SchemaError``. Writers are strict: a column the schema does not know is an error.
+  Readers pass ``strict=False``: unknown columns (a file from a newer refinery) are dropped.
+- Growth: append a *nullable* field, bump ``SCHEMA_VERSION``, add a line to ``CHANGES``;
+  never rename or retype a field.
 
-Columns (version 1):
-- ``id``: sha256 hex of the image bytes (the content hash; exact duplicates share it).
-  A row whose bytes could not be read gets the sha256 of its source reference instead.
+Keys:
+- ``row_key`` (int64): stable, unique within an output: ``partition << 32 | ordinal`` of the
+  row in its input partition (``make_row_key``). Joins between groups use it.
+- ``id`` (string): lowercase hex sha256 of the image bytes, the content hash (exact
+  duplicates share it; it is not a row key). A row whose bytes could not be read gets the
+  sha256 of its source reference. Kept as hex text so that it reads the same in pyarrow,
+  DuckDB, pandas, JSON and on the command line; at 64 bytes a row it is noise beside the
+  image bytes.
+
+Columns (version 2):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
   ``source_offset``: byte offset of the image member's data inside a tar (null otherwise),
   so one member is fetched with a single ranged read instead of a header scan.
-- ``image`` / ``image_format``: the encoded bytes (null in rejected shards) and the format
-  Pillow detected (``JPEG``, ``PNG``…).
+- ``image`` / ``image_format``: the encoded bytes (``large_binary``: no 2 GiB batch limit;
+  null when the row failed to decode) and the format Pillow detected (``JPEG``, ``PNG``...).
 - ``width`` / ``height``: pixel size after EXIF orientation, read from the header.
-- ``caption``: original caption; ``caption_synthetic`` / ``caption_synthetic_model``:
-  recaptioning output (null until the caption stage runs). ``meta``: sidecar JSON text.
-- ``stat_*``: measurements only; thresholds live in rules (``curate.rules``). Version 1:
+- ``caption``: original caption; ``meta``: sidecar JSON text.
+- ``stat_*``: measurements only; thresholds live in rules (``curate.rules``):
   ``stat_short_side`` (pixels), ``stat_aspect`` (long side / short side, >= 1),
   ``stat_megapixels``, ``stat_clarity`` (variance of the Laplacian on a fixed-size grey
   image), ``stat_overexposed`` / ``stat_underexposed`` (fractions of grey pixels >= 250 /
   <= 5), ``stat_brightness`` (mean grey, 0..255), ``stat_luma_p01`` / ``stat_luma_p99``
-  (1st / 99th percentile grey level), ``stat_phash`` (64-bit
-  perceptual hash, imagehash bit order, as an unsigned integer), ``stat_phash_c95`` /
-  ``stat_phash_c90`` (pHash of the central 95 % / 90 % of the frame, for cropped copies).
-- ``keep`` / ``reasons`` / ``error_message`` / ``dup_of``: decisions and their reason codes
-  (``curate.reasons.Reason``), a human-readable error detail, and for a duplicate the id of
-  the row kept in its place.
-- ``level`` / ``votes``: five-level grade and the annotations behind it (null until graded).
+  (1st / 99th percentile grey level), ``stat_phash`` (64-bit perceptual hash, imagehash bit
+  order, as an unsigned integer), ``stat_phash_c95`` / ``stat_phash_c90`` (pHash of the
+  central 95 % / 90 % of the frame, for cropped copies), and the filters' later columns.
+- ``decode_error`` / ``error_message``: the read/decode failure of the row (a
+  ``curate.reasons.Reason`` value; null when it decoded) and its human-readable detail.
+- ``keep`` / ``reasons`` / ``dup_of``: decisions and their reason codes, and for a
+  duplicate the id of the row kept in its place.
+- ``caption_synthetic`` / ``caption_synthetic_model``: recaptioning output (caption group).
+- ``level`` / ``votes``: five-level grade and the annotations behind it (grade group).
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CHANGES = {
     1: "initial schema: source reference, image, captions, size/clarity/exposure/hash stats, decisions, grades",
+    2: "column groups (images, stats, decisions, ...); row_key; source_offset; decode_error; image as large_binary; "
+    "refinery.kind metadata on every field",
 }
 
 VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()), pa.field("level", pa.int8())])
@@ -64,17 +85,26 @@ STAT_FIELDS = [
     pa.field("stat_phash_c95", pa.uint64()),
     pa.field("stat_phash_c90", pa.uint64()),
     # -- new stat fields: one line each, appended below this marker --
+    pa.field("stat_clarity_norm", pa.float32()),
+    pa.field("stat_clip_edge", pa.float32()),
+    pa.field("stat_phash_mirror", pa.uint64()),
+    pa.field("stat_upscale", pa.float32()),
+    pa.field("stat_quality", pa.int16()),
+    pa.field("stat_overlay", pa.float32()),
+    pa.field("stat_dhash", pa.uint64()),
+    pa.field("stat_dhash_c95", pa.uint64()),
+    pa.field("stat_dhash_c90", pa.uint64()),
+    pa.field("stat_dhash_mirror", pa.uint64()),
 ]
 
-SCHEMA = pa.schema(
-    [
-        pa.field("schema_version", pa.int16(), nullable=False),
+_BASE_FIELDS = [
+        pa.field("row_key", pa.int64()),
         pa.field("id", pa.string(), nullable=False),
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("source_index", pa.int64(), nullable=False),
         pa.field("source_key", pa.string()),
         pa.field("source_offset", pa.int64()),
-        pa.field("image", pa.binary()),
+        pa.field("image", pa.large_binary()),
         pa.field("image_format", pa.string()),
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
@@ -83,33 +113,101 @@ SCHEMA = pa.schema(
         pa.field("caption_synthetic_model", pa.string()),
         pa.field("meta", pa.string()),
         *STAT_FIELDS,
+        pa.field("decode_error", pa.string()),
         pa.field("keep", pa.bool_()),
         pa.field("reasons", pa.list_(pa.string())),
         pa.field("error_message", pa.string()),
         pa.field("dup_of", pa.string()),
         pa.field("level", pa.int8()),
         pa.field("votes", pa.list_(VOTE_TYPE)),
-    ],
-    metadata={b"refinery.schema_version": str(SCHEMA_VERSION).encode()},
-)
+]
+
+_KINDS = {
+    "row_key": "key", "id": "key",
+    "source_uri": "source", "source_index": "source", "source_key": "source", "source_offset": "source",
+    "image": "image", "image_format": "size", "width": "size", "height": "size",
+    "caption": "text", "meta": "text",
+    "decode_error": "decision", "error_message": "decision",
+    "keep": "decision", "reasons": "decision", "dup_of": "decision",
+    "caption_synthetic": "caption", "caption_synthetic_model": "caption",
+    "level": "grade", "votes": "grade",
+}
+
+
+def _kind(field: pa.Field) -> str:
+    if field.name in _KINDS:
+        return _KINDS[field.name]
+    if field.name.startswith("stat_"):
+        return "hash" if field.type == pa.uint64() else "stat"
+    if field.name.startswith("embedding_"):
+        return "embedding"
+    raise ValueError(f"schema field {field.name!r} has no refinery.kind: add it to _KINDS")
+
+
+def _with_kind(field: pa.Field) -> pa.Field:
+    return field.with_metadata({b"refinery.kind": _kind(field).encode()})
+
+
+SCHEMA_METADATA = {b"refinery.schema_version": str(SCHEMA_VERSION).encode()}
+SCHEMA = pa.schema([_with_kind(f) for f in _BASE_FIELDS], metadata=SCHEMA_METADATA)
 
 STAT_COLUMNS = [f.name for f in STAT_FIELDS]
 # Bit strings, not quantities: compared by Hamming distance, never plotted or thresholded.
 HASH_COLUMNS = [f.name for f in STAT_FIELDS if f.type == pa.uint64()]
-REQUIRED_COLUMNS = [f.name for f in SCHEMA if not f.nullable]
+
+# Which columns each group's files hold (``row_key`` first in every one).
+GROUPS: dict[str, list[str]] = {
+    "images": ["row_key", "id", "source_uri", "source_index", "source_key", "source_offset",
+               "image", "image_format", "width", "height", "caption", "meta"],
+    "stats": ["row_key", *STAT_COLUMNS, "decode_error", "error_message"],
+    "decisions": ["row_key", "keep", "reasons", "dup_of"],
+    "captions": ["row_key", "caption_synthetic", "caption_synthetic_model"],
+    "grades": ["row_key", "level", "votes"],
+}
+
+
+def field_kind(field: pa.Field) -> str | None:
+    meta = field.metadata or {}
+    value = meta.get(b"refinery.kind")
+    return value.decode() if value else None
+
+
+def group_of(column: str) -> str:
+    for name, columns in GROUPS.items():
+        if column != "row_key" and column in columns:
+            return name
+    raise SchemaError(f"column {column!r} belongs to no group of schema v{SCHEMA_VERSION}")
+
+
+def group_schema(name: str) -> pa.Schema:
+    """The file schema of group ``name``: its columns, ``row_key`` required."""
+    if name not in GROUPS:
+        raise SchemaError(f"unknown group {name!r}; groups: {sorted(GROUPS)}")
+    fields = [SCHEMA.field(c) for c in GROUPS[name]]
+    fields[0] = fields[0].with_nullable(False)
+    return pa.schema(fields, metadata={**SCHEMA_METADATA, b"refinery.group": name.encode()})
+
+
+def subschema(columns: list[str]) -> pa.Schema:
+    return pa.schema([SCHEMA.field(c) for c in columns], metadata=SCHEMA_METADATA)
+
+
+def make_row_key(partition, ordinal):
+    """``partition << 32 | ordinal`` (works on ints and numpy arrays)."""
+    return (partition << 32) | ordinal
 
 
 class SchemaError(ValueError):
     """A table cannot be made to fit the refinery schema."""
 
 
-def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema = SCHEMA, strict: bool = True) -> pa.Table:
     """Return ``table`` with exactly ``schema``'s columns, order and types (see module doc)."""
     unknown = [name for name in table.column_names if schema.get_field_index(name) < 0]
-    if unknown:
+    if unknown and strict:
         raise SchemaError(
             f"columns {unknown} are not in refinery schema v{SCHEMA_VERSION}; "
-            "was this shard written by a newer refinery?"
+            "was this file written by a newer refinery?"
         )
     columns = []
     for field in schema:
@@ -120,8 +218,6 @@ def conform(table: pa.Table, schema: pa.Schema = SCHEMA) -> pa.Table:
                     column = column.cast(field.type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
                     raise SchemaError(f"column {field.name!r}: cannot cast {column.type} to {field.type}: {err}") from err
-        elif field.name == "schema_version":
-            column = pa.array([SCHEMA_VERSION] * table.num_rows, pa.int16())
         elif not field.nullable:
             raise SchemaError(f"required column {field.name!r} is missing")
         else:

@@ -31,7 +31,7 @@ class StatsStage:
         except DecodeError as err:
             return {}, str(err.reason), err.message
         values: dict = {"image_format": header.format, "width": header.width, "height": header.height}
-        view = ImageView(header, grey)
+        view = ImageView(header, grey, data or b"")
         for f in self.filters:
             values.update(f.measure(view))
         return values, None, None

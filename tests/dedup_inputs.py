@@ -47,3 +47,12 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def flips(rng: np.random.Generator, n: int, max_flips: int) -> np.ndarray:
+    """``n`` XOR masks of 0..max_flips random bits (each of max_flips draws kept with probability 0.7)."""
+    out = np.zeros(n, dtype=np.uint64)
+    for _ in range(max_flips):
+        bit = np.uint64(1) << rng.integers(0, 64, size=n).astype(np.uint64)
+        out |= np.where(rng.random(n) < 0.7, bit, np.uint64(0))
+    return out

@@ -15,7 +15,7 @@ from PIL import Image
 from curate.config import load_config
 from curate.dedup import dedup_decisions
 from curate.reasons import Reason
-from curate.rules import NEAR_DUP_HASHES
+from curate.rules import NEAR_DUP_COMPARED, NEAR_DUP_CONFIRM, NEAR_DUP_HASHES
 from curate.stats_stage import StatsStage
 
 EXACT, NEAR = Reason.EXACT_DUPLICATE.value, Reason.NEAR_DUPLICATE.value
@@ -58,7 +58,7 @@ def test_copies_of_real_photos_cluster_together_and_different_photos_do_not():
     """Recompressed, resized and slightly cropped copies, hashed by the real stats stage.
 
     The hashes are what the pipeline compares (``curate.rules.NEAR_DUP_HASHES``: whole-frame
-    pHash plus centre-crop pHashes, any against any). pHash survives recompression and
+    pHash against centre-crop and mirror pHashes, confirmed by the dHashes of the same frames). pHash survives recompression and
     resizing (0-2 bits) but moves fast under crops. Measured on these 9 photos with 6 random
     copies each at radius 4, photos whose copies all joined one cluster: crops up to 2 % of
     each side 9/9 (whole-frame pHash alone 8-9/9), 5 % 7/9 (pHash alone 3/9), 10 % 2/9
@@ -75,12 +75,15 @@ def test_copies_of_real_photos_cluster_together_and_different_photos_do_not():
     batch = pa.table({"image": pa.array(data, pa.binary()), "reasons": reasons_in})
     stats = StatsStage()(batch)
     assert all(r == [] for r in stats.column("reasons").to_pylist())
-    phash = np.stack([stats.column(name).to_numpy().astype(np.uint64) for name in NEAR_DUP_HASHES], axis=1)
+    phash, confirm = (
+        np.stack([stats.column(c).to_numpy().astype(np.uint64) for c in cs], axis=1)
+        for cs in (NEAR_DUP_HASHES, NEAR_DUP_CONFIRM)
+    )
     pixels = stats.column("width").to_numpy().astype(np.int64) * stats.column("height").to_numpy()
     ids = [hashlib.sha256(d).hexdigest() for d in data]
     n = len(ids)
     reasons, dup_of = dedup_decisions(
-        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup
+        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED
     )
     photo_of_id = {i: p for i, p in zip(ids, photo)}
     for name in set(photo):
@@ -93,3 +96,38 @@ def test_copies_of_real_photos_cluster_together_and_different_photos_do_not():
                 assert (reasons[i], dup_of[i]) == (NEAR, ids[kept[0]])
         assert pixels[kept[0]] == max(pixels[i] for i in rows)  # the largest copy is kept
     assert all(photo_of_id[d] == photo[i] for i, d in enumerate(dup_of) if d is not None)  # never across photos
+
+
+# ---------------------------------------------------------------- mirrored copies
+
+
+def _decide_default(data: list[bytes]) -> tuple[list, list, list[str]]:
+    """Decisions the pipeline makes for these images: real stats stage, default config, rules' hashes."""
+    reasons_in = pa.array([[]] * len(data), pa.list_(pa.string()))
+    stats = StatsStage()(pa.table({"image": pa.array(data, pa.binary()), "reasons": reasons_in}))
+    assert all(r == [] for r in stats.column("reasons").to_pylist())
+    phash, confirm = (
+        np.stack([stats.column(c).to_numpy().astype(np.uint64) for c in cs], axis=1)
+        for cs in (NEAR_DUP_HASHES, NEAR_DUP_CONFIRM)
+    )
+    pixels = stats.column("width").to_numpy().astype(np.int64) * stats.column("height").to_numpy()
+    ids = [hashlib.sha256(d).hexdigest() for d in data]
+    n = len(ids)
+    reasons, dup_of = dedup_decisions(
+        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED
+    )
+    return reasons, dup_of, ids
+
+
+def test_horizontal_flips_of_real_photos_are_near_duplicates():
+    """Before the mirror hash: 0 of these flips were found (pHash of a flip is ~32 bits away)."""
+    rng = np.random.default_rng(7)
+    data = []
+    for img in _photos().values():
+        flipped = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        scale = rng.uniform(0.6, 0.9)
+        small = flipped.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+        data += [_jpeg(img, 95), _jpeg(small, int(rng.integers(50, 90)))]
+    reasons, dup_of, ids = _decide_default(data)
+    for k in range(0, len(data), 2):
+        assert (reasons[k], reasons[k + 1], dup_of[k + 1]) == (None, NEAR, ids[k])  # the flip points at its original

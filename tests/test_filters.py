@@ -147,7 +147,7 @@ def test_exposure_thresholds_are_parameters():
 def test_exposure_of_flat_images():
     assert ExposureFilter().measure(view_of(np.full((8, 8), 255, np.uint8))) == {
         "stat_overexposed": 1.0, "stat_underexposed": 0.0, "stat_brightness": 255.0,
-        "stat_luma_p01": 255, "stat_luma_p99": 255,
+        "stat_luma_p01": 255, "stat_luma_p99": 255, "stat_clip_edge": 0.0,
     }
     assert ExposureFilter().measure(view_of(np.zeros((8, 8), np.uint8)))["stat_underexposed"] == 1.0
 

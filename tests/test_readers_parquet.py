@@ -73,7 +73,7 @@ def test_parquet_of_paths(tmp_path):
     uri_ref.write_bytes(photo("camera"))
     paths = ["img/cat.jpg", str(absolute), uri_ref.as_uri(), "https://example.com/x.jpg", "img/gone.jpg", None]
     pq.write_table(pa.table({"image_path": paths, "prompt": list("abcdef")}), tmp_path / "data" / "list.parquet")
-    cfg = InputConfig()
+    cfg = InputConfig(allowed_roots=[str(tmp_path / "elsewhere")])  # references may point there too
     parts = list_partitions(str(tmp_path / "data" / "*.parquet"), cfg)
     rows = rows_of(read_all(parts, cfg))
     assert [r["source_key"] for r in rows] == [
@@ -84,7 +84,15 @@ def test_parquet_of_paths(tmp_path):
     assert "downloading" in rows[3]["error_message"] and "not supported" in rows[3]["error_message"]
     assert "gone.jpg" in rows[4]["error_message"]
     assert [r["caption"] for r in rows] == list("abcdef")
-    assert_refetch(rows)
+    for row in rows:
+        if row["image"] is not None:
+            assert fetch_image(row["source_uri"], row["source_index"], row["source_key"], cfg=cfg) == row["image"]
+
+    # Without allowed_roots only the Parquet file's own folder is readable.
+    default = rows_of(read_all(parts, InputConfig()))
+    assert [r["reasons"] for r in default[:3]] == [[], ["path_not_allowed"], ["path_not_allowed"]]
+    assert default[1]["image"] is None and "outside the allowed roots" in default[1]["error_message"]
+    assert_refetch(default)
 
 
 def test_configured_image_column_is_the_one_refetched(tmp_path):

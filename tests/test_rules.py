@@ -16,10 +16,21 @@ def _table(rows: list[dict]) -> pa.Table:
     return table.append_column("_partition", pa.array([0] * len(full), pa.int32()))
 
 
-def test_bounds_are_inclusive_and_nulls_never_violate():
+def test_bounds_are_inclusive_and_nulls_follow_the_rules_policy():
     table = _table([{"id": "a", "stat_clarity": 99.5}, {"id": "b", "stat_clarity": 100.0}, {"id": "c", "stat_clarity": None}])
-    assert rule_violations(table, Rule(column="stat_clarity", min=100, reason="blurry")).tolist() == [True, False, False]
-    assert rule_violations(table, Rule(column="stat_clarity", max=99.5, reason="blurry")).tolist() == [False, True, False]
+    # A row never measured is not silently passed (on_null: reject, the default) unless the rule says so.
+    assert rule_violations(table, Rule(column="stat_clarity", min=100, reason="blurry")).tolist() == [True, False, True]
+    assert rule_violations(table, Rule(column="stat_clarity", max=99.5, reason="blurry")).tolist() == [False, True, True]
+    passing = Rule(column="stat_clarity", min=100, reason="blurry", on_null="pass")
+    assert rule_violations(table, passing).tolist() == [True, False, False]
+
+
+def test_a_rule_on_a_group_never_measured_rejects_unless_it_lets_nulls_pass():
+    table = _table([{"id": "a", "stat_clarity": 500.0, "width": 10, "height": 10}, {"id": "b", "reasons": ["truncated"]}])
+    decided = decide(table, CurateConfig(rules=[Rule(column="level", min=5, reason="blurry")], dedup=DedupConfig(near=False)))
+    assert decided.column("reasons").to_pylist() == [["blurry"], ["truncated"]]  # a decode failure gets no rule reason
+    lenient = CurateConfig(rules=[Rule(column="level", min=5, reason="blurry", on_null="pass")], dedup=DedupConfig(near=False))
+    assert decide(table, lenient).column("keep").to_pylist() == [True, False]
 
 
 def _config(radius: int = 4) -> CurateConfig:

@@ -12,7 +12,10 @@ from cases import TEST_CONFIG, cases, write_tars
 from curate.config import CurateConfig
 from curate.pipeline import run
 from curate.readers import fetch_image
-from curate.shards import read_shards
+from curate.retune import retune
+from outputs import rows_by_caption
+
+import curate
 
 
 def _free_port() -> int:
@@ -45,7 +48,7 @@ def test_pipeline_reads_tars_from_s3(s3_uri, tmp_path, local_ray):
     import yaml
 
     result = run(s3_uri, str(tmp_path / "out"), CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG)))
-    rows = {r["caption"]: r for r in read_shards(tmp_path / "out").to_pylist()}
+    rows = rows_by_caption(tmp_path / "out")
     assert len(rows) == len(cases()) == result.manifest["rows"]["in"]
     for key, (data, caption, reasons) in cases().items():
         row = rows[caption]
@@ -55,3 +58,23 @@ def test_pipeline_reads_tars_from_s3(s3_uri, tmp_path, local_ray):
             assert row["id"] == hashlib.sha256(data).hexdigest(), key
             # Enough to fetch the bytes again, kept or rejected.
             assert fetch_image(row["source_uri"], row["source_index"], row["source_key"]) == data, key
+
+
+def test_output_to_s3_with_the_same_commit_protocol(s3_uri, tmp_path, local_ray):
+    import yaml
+
+    config = CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG))
+    query = s3_uri.split("?", 1)[1]
+    target = f"s3://curation-input/curated?{query}"
+    local = run(s3_uri, str(tmp_path / "local"), config)
+    remote = run(s3_uri, target, config)
+    assert remote.manifest["rows"] == local.manifest["rows"] and remote.manifest["reasons"] == local.manifest["reasons"]
+    ours, theirs = curate.open(target).read(), curate.open(str(tmp_path / "local")).read()
+    assert ours.drop_columns(["source_uri"]).equals(theirs.drop_columns(["source_uri"]))
+    assert run(s3_uri, target, config).already_complete
+    store = curate.open(target).store
+    assert store.exists("report.html") and not store.exists("_staging/inputs.json") and not store.exists(".refinery.lock")
+    loose = config.model_copy(update={"rules": config.rules[:1]})
+    manifest = retune(target, loose)
+    assert manifest["generation"] == 1 and not store.list("decisions/g0")
+    assert curate.open(target).read(["keep"]).column("keep").to_pylist().count(True) == manifest["rows"]["kept"]

@@ -5,8 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.schema import SCHEMA, SCHEMA_VERSION, SchemaError, conform
-from curate.shards import read_shard
+from curate.schema import GROUPS, SCHEMA, SchemaError, conform, field_kind, group_schema, subschema
 
 
 def _minimal(n: int = 2) -> dict:
@@ -16,7 +15,6 @@ def _minimal(n: int = 2) -> dict:
 def test_conform_fills_missing_nullable_columns_and_orders_them():
     table = conform(pa.table(_minimal()))
     assert table.schema.equals(SCHEMA, check_metadata=False)
-    assert table.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
     assert table.column("stat_clarity").null_count == 2
 
 
@@ -38,14 +36,29 @@ def test_conform_rejects_unknown_missing_required_and_bad_casts():
         conform(pa.table({"id": ["a", None], "source_uri": ["x", "y"], "source_index": [0, 1]}))
 
 
-def test_a_shard_written_by_an_older_version_still_reads(tmp_path):
-    # An "older" shard: fewer columns, as a version before the stat columns existed would write.
-    old = pa.table({"schema_version": pa.array([0, 0], pa.int16()), **_minimal(), "caption": ["c1", "c2"]})
+def test_a_file_written_by_an_older_version_still_reads_and_a_newer_one_too(tmp_path):
+    # An "older" stats file: fewer columns, as a version before some stat columns existed would write.
+    old = pa.table({"row_key": pa.array([0, 1], pa.int64()), "stat_clarity": [1.0, 2.0]})
     pq.write_table(old, tmp_path / "old.parquet")
-    table = read_shard(tmp_path / "old.parquet")
-    assert table.schema.equals(SCHEMA, check_metadata=False)
-    assert table.column("schema_version").to_pylist() == [0, 0]  # the writer's version is kept
-    assert table.column("caption").to_pylist() == ["c1", "c2"]
-    assert table.column("keep").null_count == 2
-    only = read_shard(tmp_path / "old.parquet", ["id", "stat_phash"])
-    assert only.column_names == ["id", "stat_phash"] and only.column("stat_phash").null_count == 2
+    schema = group_schema("stats")
+    table = conform(pq.read_table(tmp_path / "old.parquet"), schema, strict=False)
+    assert table.schema.equals(schema, check_metadata=False)
+    assert table.column("stat_phash").null_count == 2 and table.column("stat_clarity").to_pylist() == [1.0, 2.0]
+    # A newer file: a column this version does not know is ignored by readers, refused by writers.
+    newer = old.append_column("stat_from_the_future", pa.array([1, 2]))
+    assert conform(newer, schema, strict=False).column_names == schema.names
+    with pytest.raises(SchemaError, match="newer refinery"):
+        conform(newer, schema)
+
+
+def test_every_field_says_what_it_is_and_every_group_starts_with_the_row_key():
+    kinds = {f.name: field_kind(f) for f in SCHEMA}
+    assert all(kinds.values()), [n for n, k in kinds.items() if not k]
+    assert kinds["stat_clarity"] == "stat" and kinds["stat_phash"] == "hash" and kinds["row_key"] == "key"
+    assert kinds["keep"] == "decision" and kinds["level"] == "grade" and kinds["caption_synthetic"] == "caption"
+    for name, columns in GROUPS.items():
+        schema = group_schema(name)
+        assert columns[0] == "row_key" and not schema.field("row_key").nullable, name
+        assert schema.metadata[b"refinery.group"] == name.encode()
+    assert SCHEMA.field("image").type == pa.large_binary()  # no 2 GiB limit per batch
+    assert subschema(["id", "stat_phash"]).names == ["id", "stat_phash"]

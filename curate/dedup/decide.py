@@ -2,18 +2,27 @@
 
 Contract of ``dedup_decisions`` (one call over every row of a run, so clusters span shards):
 - Inputs are per row: ``ids`` (content hash), ``phash`` (integer array of shape ``(n,)``, or
-  ``(n, k)`` for k hashes per row, e.g. whole frame and centre crops: two rows are within
-  the radius when any hash of one is within it of any hash of the other; values of rows
-  without a hash are ignored, but nulls must be filled before the call), ``has_phash``,
-  ``pixels`` (width * height; NaN counts as smallest) and ``eligible`` (not already rejected).
+  ``(n, k)`` for k hashes per row, e.g. whole frame, centre crops, mirror), ``has_phash``,
+  ``rank`` (keeper rank, higher is kept: ``curate.dedup.keeper``; NaN counts as lowest) and
+  ``eligible`` (not already rejected);
+  optionally ``confirm`` (a second hash per entry, same shape as ``phash``, e.g. dHash of the
+  same frames) and ``compared`` (``(k, k)`` bool: which hash of one row is compared with which
+  of the other; default all with all). Two rows are near when some compared pair of their
+  hashes is within ``cfg.radius`` bits and the confirm hashes of those same two entries are
+  within ``cfg.confirm_radius`` (``curate.dedup.graph.HashGraph``). Values of rows without a
+  hash are ignored, but nulls must be filled before the call.
 - Returns ``(reasons, dup_of)``: per row ``None``, ``"exact_duplicate"`` or
   ``"near_duplicate"`` (``curate.reasons.Reason`` values), and the id of the row kept in its
   place. Rows not ``eligible & has_phash`` take no part and get ``(None, None)``.
 - Exact (``cfg.exact``): among rows sharing an id the first by row order is kept; the
   others point at that id (even if that first row later turns out a near duplicate).
-- Near (``cfg.near``): among rows left after exact dedup, pairs within ``cfg.radius`` bits
-  (found by ``pair_finder(hashes, radius)``) are joined into clusters by union-find; chains
-  join (``curate.dedup.clusters``). Each cluster keeps the row with the most pixels, then
+- Near (``cfg.near``): among rows left after exact dedup, near pairs are joined into clusters;
+  chains join. The clusters are the connected components of the full pair graph, found by
+  ``curate.dedup.clusters.near_components`` (near-linear in the rows whatever the hash
+  distribution: identical hashes collapse, dense clusters are not enumerated pair by pair).
+  A custom ``pair_finder(hashes, radius)`` (all pairs within the radius, e.g.
+  ``near_pairs_distributed``) is used instead when given; ``None`` or ``near_pairs`` mean
+  the local near-linear search (the components are the same). Each cluster keeps the row with the highest rank, then
   the smallest id, then the first row; the others are near duplicates of it.
 - Deterministic: the same inputs in the same order give the same output.
 """
@@ -24,8 +33,9 @@ from collections.abc import Callable
 import numpy as np
 
 from curate.config import DedupConfig
-from curate.dedup.clusters import components
-from curate.dedup.mih import as_hashes, near_pairs
+from curate.dedup.clusters import components, near_components
+from curate.dedup.graph import HashGraph
+from curate.dedup.mih import near_pairs
 from curate.reasons import Reason
 
 PairFinder = Callable[[np.ndarray, int], np.ndarray]
@@ -44,7 +54,7 @@ def _exact_survivors(ids: list[str], rows: np.ndarray, reasons: list, dup_of: li
 
 
 def _mark_near(
-    ids: list[str], rows: np.ndarray, label: np.ndarray, pixels: np.ndarray, reasons: list, dup_of: list
+    ids: list[str], rows: np.ndarray, label: np.ndarray, rank: np.ndarray, reasons: list, dup_of: list
 ) -> None:
     size = np.bincount(label, minlength=rows.size)
     in_cluster = size[label] > 1
@@ -52,7 +62,7 @@ def _mark_near(
     for lab, row in zip(label[in_cluster].tolist(), rows[in_cluster].tolist()):
         clusters.setdefault(lab, []).append(row)
     for members in clusters.values():
-        keeper = min(members, key=lambda r: (-pixels[r], ids[r], r))
+        keeper = min(members, key=lambda r: (-rank[r], ids[r], r))
         for row in members:
             if row != keeper:
                 reasons[row] = Reason.NEAR_DUPLICATE.value
@@ -63,10 +73,12 @@ def dedup_decisions(
     ids: list[str],
     phash: np.ndarray,
     has_phash: np.ndarray,
-    pixels: np.ndarray,
+    rank: np.ndarray,
     eligible: np.ndarray,
     cfg: DedupConfig,
-    pair_finder: PairFinder = near_pairs,
+    pair_finder: PairFinder | None = None,
+    confirm: np.ndarray | None = None,
+    compared: np.ndarray | None = None,
 ) -> tuple[list[str | None], list[str | None]]:
     """Per row: duplicate reason (or None) and the id kept in its place (see module doc)."""
     n = len(ids)
@@ -77,8 +89,8 @@ def dedup_decisions(
         raise ValueError(f"phash has shape {phash.shape}, expected ({n},) or ({n}, k) like ids")
     has_phash = np.asarray(has_phash, dtype=bool)
     eligible = np.asarray(eligible, dtype=bool)
-    pixels = np.nan_to_num(np.asarray(pixels, dtype=np.float64), nan=-1.0)
-    for name, arr in (("has_phash", has_phash), ("pixels", pixels), ("eligible", eligible)):
+    rank = np.nan_to_num(np.asarray(rank, dtype=np.float64), nan=-np.inf)
+    for name, arr in (("has_phash", has_phash), ("rank", rank), ("eligible", eligible)):
         if arr.shape != (n,):
             raise ValueError(f"{name} has shape {arr.shape}, expected ({n},) like ids")
     reasons: list[str | None] = [None] * n
@@ -87,18 +99,18 @@ def dedup_decisions(
     if cfg.exact:
         rows = _exact_survivors(ids, rows, reasons, dup_of)
     if cfg.near and rows.size >= 2:
-        pairs = multi_hash_pairs(phash[rows], cfg.radius, pair_finder)
-        _mark_near(ids, rows, components(rows.size, pairs), pixels, reasons, dup_of)
+        if confirm is not None:
+            confirm = np.asarray(confirm).reshape(phash.shape)[rows]
+        graph = HashGraph.from_rows(phash[rows], confirm, cfg.radius, cfg.confirm_radius, compared)
+        _mark_near(ids, rows, near_labels(graph, pair_finder), rank, reasons, dup_of)
     return reasons, dup_of
 
 
-def multi_hash_pairs(hashes: np.ndarray, radius: int, pair_finder: PairFinder = near_pairs) -> np.ndarray:
-    """Row pairs ``i < j`` (sorted, unique) with any hash of row i within ``radius`` of any of row j."""
-    m, k = hashes.shape
-    if k == 1:
-        return pair_finder(as_hashes(hashes[:, 0]), radius)
-    pairs = pair_finder(as_hashes(hashes.reshape(-1)), radius) // k  # entry e belongs to row e // k
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    if not len(pairs):
-        return np.empty((0, 2), dtype=np.int64)
-    return np.unique(np.sort(pairs, axis=1), axis=0)
+def near_labels(graph: HashGraph, pair_finder: PairFinder | None = None) -> np.ndarray:
+    """Component label of each row of ``graph``: by the spanning search, or from ``pair_finder``'s pairs."""
+    if pair_finder is None or pair_finder is near_pairs:
+        return near_components(graph)
+    nodes = graph.collapsed()
+    pairs = pair_finder(nodes.values, graph.radius)
+    pairs = pairs[nodes.edge(pairs[:, 0], pairs[:, 1])]
+    return graph.row_labels(nodes, components(nodes.values.size, pairs))

@@ -234,6 +234,8 @@ def _sort_by_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _BlockSearch:
     """One block's rows sorted by key, its bucket table (when it probes neighbours) and the pairs found."""
 
+    cap: int | None = None  # buckets above this size go to ``dense`` instead of pair enumeration (subclasses)
+
     def __init__(self, hashes: np.ndarray, index: np.ndarray, radius: int, blocks: tuple[Block, ...], k: int):
         self.block, self.earlier, self.radius, self.index = blocks[k], blocks[:k], radius, index
         self.order, self.sorted_keys = _sort_by_key(self.block.keys(hashes))
@@ -259,6 +261,10 @@ class _BlockSearch:
         first, stop = np.searchsorted(self.sorted_keys, [p << shift, (p + 1) << shift])
         return int(first), int(stop)
 
+    def dense(self, positions: np.ndarray) -> None:
+        """Handle every pair among ``positions`` (sorted positions of one or two buckets above ``cap``)."""
+        raise NotImplementedError
+
     def verify(self, a: np.ndarray, b: np.ndarray) -> None:
         """Keep candidate pairs (sorted positions) within the radius and first found by this block."""
         xor = self.sorted_hashes[a] ^ self.sorted_hashes[b]
@@ -278,6 +284,12 @@ class _BlockSearch:
         """Pairs inside buckets, for sorted positions [first, stop): each with the ones d places after it."""
         keys = self.sorted_keys[first:stop]
         a = np.flatnonzero(keys[1:] == keys[:-1])
+        if self.cap is not None and a.size:
+            bounds = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+            sizes = np.diff(bounds)
+            for b in np.flatnonzero(sizes > self.cap).tolist():
+                self.dense(np.arange(first + bounds[b], first + bounds[b + 1]))
+            a = a[np.repeat(sizes, sizes)[a] <= self.cap]
         d = 1
         while a.size:
             self.verify(first + a, first + a + d)
@@ -294,6 +306,15 @@ class _BlockSearch:
         table = self.table
         left_start, right_start = table[low], table[high]
         left_count, right_count = table[low + 1] - left_start, table[high + 1] - right_start
+        if self.cap is not None:
+            big = (left_count > self.cap) | (right_count > self.cap)
+            for ls, lc, rs, rc in zip(*(x[big].tolist() for x in (left_start, left_count, right_start, right_count))):
+                self.dense(np.r_[ls : ls + lc, rs : rs + rc])
+            small = ~big
+            left_start, left_count = left_start[small], left_count[small]
+            right_start, right_count = right_start[small], right_count[small]
+            if not left_start.size:
+                return
         self.verify(left_start, right_start)  # the first item of each bucket: most buckets hold one
         many = (left_count > 1) | (right_count > 1)
         if not many.any():
@@ -331,6 +352,13 @@ def block_pairs(
     if hashes.size < 2:
         return np.zeros((0, 2), dtype=np.int64)
     search = _BlockSearch(hashes, index, radius, blocks, k)
+    walk(search, left_prefix)
+    found = search.found
+    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def walk(search: _BlockSearch, left_prefix: tuple[int, int] | None = None) -> None:
+    """Feed every candidate pair of ``search``'s block (same bucket, then neighbour probes) to it, window by window."""
     bits = search.block.bits
     masks = list(_masks(bits, search.block.probe_radius))[1:]
     t0, p0 = left_prefix if left_prefix is not None else (0, 0)
@@ -342,8 +370,6 @@ def block_pairs(
         search.same_bucket(first, stop)
         for mask in masks:
             search.neighbours(mask, (t, p))
-    found = search.found
-    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
 
 
 def sort_pairs(pairs: np.ndarray, n: int) -> np.ndarray:

@@ -3,13 +3,22 @@ from __future__ import annotations
 
 from curate.filters.base import Filter, ImageView
 from curate.filters.clarity import ClarityFilter
+from curate.filters.compression import CompressionFilter
 from curate.filters.exposure import ExposureFilter
 from curate.filters.hashes import HashFilter
+from curate.filters.overlay import OverlayFilter
 from curate.filters.size import SizeFilter
+from curate.filters.upscale import UpscaleFilter
 
 
 def default_filters() -> list[Filter]:
-    return [SizeFilter(), ClarityFilter(), ExposureFilter(), HashFilter()]
+    return [
+        SizeFilter(), ClarityFilter(), ExposureFilter(), HashFilter(),
+        UpscaleFilter(), CompressionFilter(), OverlayFilter(),
+    ]
 
 
-__all__ = ["Filter", "ImageView", "default_filters", "SizeFilter", "ClarityFilter", "ExposureFilter", "HashFilter"]
+__all__ = [
+    "Filter", "ImageView", "default_filters", "SizeFilter", "ClarityFilter", "ExposureFilter", "HashFilter",
+    "UpscaleFilter", "CompressionFilter", "OverlayFilter",
+]

@@ -20,6 +20,7 @@ class ImageView:
 
     header: Header  # full-size format, width, height (upright)
     grey: np.ndarray  # uint8 greyscale, upright; short side in [stats_side, 2 * stats_side) or smaller (curate.decode)
+    data: bytes = b""  # the encoded bytes, for a filter that needs its own bounded decode (curate.filters.upscale)
 
 
 class Filter(Protocol):

@@ -10,6 +10,13 @@ measures. The same scene stored with a short side anywhere from 256 to 640 pixel
 within 1.04-1.3x with it, but 2.2-3.2x with a bilinear filter (which blurs more the
 closer the factor is to 2), and a JPEG decoded at 1/2-1/8 scale by the decoder scores
 within 6 % of its full decode.
+
+``stat_clarity`` scales with the square of the contrast: a sharp photo darkened x0.15 scores
+2 % of the original and reads as blurry. ``stat_clarity_norm`` divides it by the gradient
+energy of the same image (mean of the squared central-difference slope, in grey levels per
+pixel, plus ``NOISE_FLOOR``): both scale alike with contrast, so the ratio measures how much
+of the detail sits at the finest scale, which blur removes. The floor (1 grey level squared)
+keeps a frame blurred down to its JPEG / rounding noise from scoring as fine detail.
 """
 from __future__ import annotations
 
@@ -48,11 +55,26 @@ def laplacian_variance(arr: np.ndarray) -> float:
     return float(lap.var())
 
 
+NOISE_FLOOR = 1.0
+
+
+def gradient_energy(arr: np.ndarray) -> float:
+    """Mean of ((dx/2)^2 + (dy/2)^2) over the interior, with central differences dx, dy."""
+    dx = arr[1:-1, 2:] - arr[1:-1, :-2]
+    dy = arr[2:, 1:-1] - arr[:-2, 1:-1]
+    return float((np.square(dx).mean() + np.square(dy).mean()) / 4)
+
+
 class ClarityFilter:
-    columns = ("stat_clarity",)
+    """``stat_clarity``: Laplacian variance; ``stat_clarity_norm``: the same over the gradient
+    energy (contrast-free), both on ``fixed_size_grey(grey, side)``."""
+
+    columns = ("stat_clarity", "stat_clarity_norm")
 
     def __init__(self, side: int = 256):
         self.side = side
 
     def measure(self, view: ImageView) -> dict[str, float]:
-        return {"stat_clarity": laplacian_variance(fixed_size_grey(view.grey, self.side))}
+        arr = fixed_size_grey(view.grey, self.side)
+        lap = laplacian_variance(arr)
+        return {"stat_clarity": lap, "stat_clarity_norm": lap / (gradient_energy(arr) + NOISE_FLOOR)}

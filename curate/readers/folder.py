@@ -4,13 +4,17 @@ Contract:
 - ``folder_partitions(location, root, image_paths, files_per_partition, first_index)`` splits
   the sorted image paths into partitions of ``files_per_partition`` files; ``uri`` is the
   folder root, ``members`` the image references (as ``location.uri`` spells them).
-- ``read_folder(p)`` yields one ``Record`` per member, in order: ``source_uri`` the file,
+- ``read_folder(p, cfg)`` yields one ``Record`` per member, in order: ``source_uri`` the file,
   ``source_index`` 0, ``source_key`` None. Sidecars share the image's stem (``a/b.jpg`` ->
   ``a/b.txt``, ``a/b.json``): ``.txt`` is the caption (stripped), ``.json`` the ``meta`` text as
-  is, and without a ``.txt`` the caption is the JSON's ``caption`` or ``text`` string. A
-  member that cannot be read (vanished, unreadable) becomes a ``read_error`` record; its
-  sidecars are still attached. Content is never checked here: a PNG named ``.jpg`` is read
-  like any other file (decoding comes later).
+  is, and without a ``.txt`` the caption is the JSON's ``caption`` or ``text`` string. Members
+  and sidecars are read with ``safe_read.read_bytes`` confined to the folder root ``p.uri`` and
+  ``cfg.allowed_roots``: a member that cannot or must not be read (vanished, unreadable, a
+  link out of the roots, dangling or looping, a FIFO or device, a folder, over
+  ``cfg.max_file_bytes``) becomes a record with its reason (``read_error``,
+  ``path_not_allowed``, ``too_large``); its sidecars are still attached. A sidecar that cannot
+  be read, or is over ``SIDECAR_MAX_BYTES``, is left out. Content is never checked here: a PNG
+  named ``.jpg`` is read like any other file (decoding comes later).
 """
 from __future__ import annotations
 
@@ -19,11 +23,14 @@ from collections.abc import Iterator
 
 import pyarrow.fs as pafs
 
+from curate.config import InputConfig
 from curate.readers.contract import FOLDER, Partition, ReadError
-from curate.readers.fsutil import Location, locate, read_bytes
+from curate.readers.fsutil import Location, locate
 from curate.readers.records import Placeholder, Record, caption_from_json, decode_text, failed
+from curate.readers.safe_read import read_bytes, reason_of
 
 SIDECAR_SUFFIXES = (".txt", ".json")
+SIDECAR_MAX_BYTES = 1 << 20  # a caption or metadata file larger than 1 MiB is not a caption
 
 
 def folder_partitions(
@@ -48,28 +55,29 @@ def _existing_sidecars(location: Location, paths: list[str]) -> set[str]:
     return {location.uri(path) for path, info in zip(candidates, infos) if info.type == pafs.FileType.File}
 
 
-def _read_text(ref: str, existing: set[str]) -> str | None:
+def _read_text(ref: str, existing: set[str], roots: tuple[str, ...]) -> str | None:
     if ref not in existing:
         return None
     try:
-        return decode_text(read_bytes(ref))
+        return decode_text(read_bytes(ref, SIDECAR_MAX_BYTES, roots))
     except ReadError:
-        return None  # the sidecar vanished after listing: the image row still stands
+        return None  # vanished after listing, a link out of the roots, too large: the image row still stands
 
 
-def read_folder(p: Partition) -> Iterator[Record]:
+def read_folder(p: Partition, cfg: InputConfig = InputConfig()) -> Iterator[Record]:
     """One record per member of a folder partition (see module doc)."""
     location = locate(p.uri)[0]
+    roots = (p.uri, *cfg.allowed_roots)
     paths = [locate(member)[1] for member in p.members]
     existing = _existing_sidecars(location, paths)
     for member, path in zip(p.members, paths):
-        caption = _read_text(location.uri(_stem(path) + ".txt"), existing)
-        meta = _read_text(location.uri(_stem(path) + ".json"), existing)
+        caption = _read_text(location.uri(_stem(path) + ".txt"), existing, roots)
+        meta = _read_text(location.uri(_stem(path) + ".json"), existing, roots)
         caption = caption.strip() if caption is not None else caption_from_json(meta)
         try:
-            image = read_bytes(member)
+            image = read_bytes(member, cfg.max_file_bytes, roots)
         except ReadError as err:
-            yield Record(member, 0, None, None, caption, meta, error=str(err))
+            yield Record(member, 0, None, None, caption, meta, error=str(err), reason=reason_of(err))
             continue
         yield Record(member, 0, None, image, caption, meta)
 

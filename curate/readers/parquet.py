@@ -12,11 +12,17 @@ Contract:
   unreadable footer gives 1 row, which reads as ``read_error``).
 - ``read_parquet(p, cfg)`` yields one ``Record`` per row, reading ``cfg.read_batch_rows``
   rows at a time. Per row: the bytes when present (``source_key`` = the image column's
-  name); else the struct's own ``path``, else the path column, resolved against the Parquet
-  file's folder (``source_key`` = the resolved reference) and read; ``http(s)`` URLs are not
-  downloaded (``read_error``). Nothing usable is a ``read_error`` record.
-- ``fetch_parquet_image(uri, index, key)`` returns the same bytes again: ``key`` names the
-  bytes column (None: auto-detect) or is the image's reference.
+  name; more than ``cfg.max_file_bytes`` of them is a ``too_large`` record without them); else
+  the struct's own ``path``, else the path column, resolved against the Parquet file's folder
+  (``source_key`` = the resolved reference) and read with ``safe_read.read_bytes`` confined to
+  ``reference_roots``: the Parquet file's folder and ``cfg.allowed_roots``. A reference that
+  resolves elsewhere (an absolute path, ``../``, ``file://``, another bucket, a symlink out)
+  is a ``path_not_allowed`` record, never opened; one over the byte budget ``too_large``;
+  ``http(s)`` URLs are not downloaded (``read_error``). Nothing usable is a ``read_error``
+  record. A Parquet file that is not a regular file (a FIFO) is never opened.
+- ``fetch_parquet_image(uri, index, key, cfg)`` returns the same bytes again: ``key`` names
+  the bytes column (None: auto-detect) or is the image's reference (read under the same
+  roots and budget); ``ReadError`` wherever the reader gave the row no bytes.
 """
 from __future__ import annotations
 
@@ -30,8 +36,10 @@ import pyarrow.parquet as pq
 
 from curate.config import InputConfig
 from curate.readers.contract import PARQUET, InputError, Partition, ReadError
-from curate.readers.fsutil import locate, read_bytes, resolve
+from curate.readers.fsutil import locate, parent_of, resolve
 from curate.readers.records import SOURCE_FAILURES, Placeholder, Record, failed
+from curate.readers.safe_read import read_bytes, reason_of
+from curate.reasons import Reason
 
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img", "bytes")
 PATH_COLUMNS = ("path", "image_path", "file", "filepath", "url")
@@ -103,8 +111,15 @@ def choose_columns(schema: pa.Schema, cfg: InputConfig, where: str) -> Columns:
     return Columns(image or None, path or None, caption)
 
 
+def _regular(fs: pafs.FileSystem, path: str, uri: str) -> None:
+    """Raise ``ReadError`` unless ``path`` is a regular file (a FIFO would block the open)."""
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise ReadError(f"{uri}: not a regular file; not opened")
+
+
 def parquet_partition(index: int, fs: pafs.FileSystem, path: str, uri: str, cfg: InputConfig) -> Partition:
     try:
+        _regular(fs, path, uri)
         with fs.open_input_file(path) as raw:
             meta = pq.ParquetFile(raw).metadata
             schema = meta.schema.to_arrow_schema()
@@ -134,17 +149,27 @@ def _image_values(batch: pa.RecordBatch, column: str) -> tuple[list, list]:
     return array.to_pylist(), [None] * len(array)
 
 
-def _from_reference(uri: str, row: int, value: str, caption: str | None) -> Record:
+def reference_roots(parquet_uri: str, cfg: InputConfig) -> tuple[str, ...]:
+    """Where a Parquet file's path references may point: its own folder and ``cfg.allowed_roots``."""
+    return (parent_of(parquet_uri), *cfg.allowed_roots)
+
+
+def _from_reference(uri: str, row: int, value: str, caption: str | None, cfg: InputConfig) -> Record:
     ref = resolve_reference(value, uri)
     try:
-        return Record(uri, row, ref, read_bytes(ref), caption)
+        return Record(uri, row, ref, read_bytes(ref, cfg.max_file_bytes, reference_roots(uri, cfg)), caption)
     except ReadError as err:
-        return Record(uri, row, ref, None, caption, error=str(err))
+        return Record(uri, row, ref, None, caption, error=str(err), reason=reason_of(err))
+
+
+def _over_budget(uri: str, row: int, size: int, cfg: InputConfig) -> str:
+    return f"{uri}: row {row} holds {size} image bytes, over the budget input.max_file_bytes={cfg.max_file_bytes}"
 
 
 def read_parquet(p: Partition, cfg: InputConfig) -> Iterator[Record]:
     """One record per row of a Parquet partition (see module doc)."""
     fs, path = resolve(p.uri)
+    _regular(fs, path, p.uri)
     with fs.open_input_file(path) as raw:
         reader = pq.ParquetFile(raw)
         columns = choose_columns(reader.schema_arrow, cfg, p.uri)
@@ -155,10 +180,13 @@ def read_parquet(p: Partition, cfg: InputConfig) -> Iterator[Record]:
             paths = batch.column(columns.path).to_pylist() if columns.path else [None] * n
             captions = batch.column(columns.caption).to_pylist() if columns.caption else [None] * n
             for image, inner, outer, caption in zip(images, inner_paths, paths, captions):
-                if image is not None:
+                if image is not None and len(image) > cfg.max_file_bytes:
+                    error = _over_budget(p.uri, row, len(image), cfg)
+                    yield Record(p.uri, row, columns.image, None, caption, error=error, reason=Reason.TOO_LARGE)
+                elif image is not None:
                     yield Record(p.uri, row, columns.image, image, caption)
                 elif inner or outer:
-                    yield _from_reference(p.uri, row, inner or outer, caption)
+                    yield _from_reference(p.uri, row, inner or outer, caption, cfg)
                 else:
                     error = f"{p.uri}: row {row} has no image bytes and no path"
                     yield Record(p.uri, row, None, None, caption, error=error)
@@ -169,15 +197,16 @@ def parquet_placeholder(p: Partition) -> Placeholder:
     return lambda seq, why: failed(p.uri, seq, None, why)
 
 
-def fetch_parquet_image(uri: str, index: int, key: str | None) -> bytes:
+def fetch_parquet_image(uri: str, index: int, key: str | None, cfg: InputConfig = InputConfig()) -> bytes:
     """The image bytes of row ``index`` of the Parquet file at ``uri`` (see module doc)."""
     fs, path = resolve(uri)
     try:
+        _regular(fs, path, uri)
         with fs.open_input_file(path) as raw:
             reader = pq.ParquetFile(raw)
             schema = reader.schema_arrow
             if key is not None and schema.get_field_index(key) < 0:
-                return read_bytes(key)
+                return read_bytes(key, cfg.max_file_bytes, reference_roots(uri, cfg))
             column = key or choose_columns(schema, InputConfig(), uri).image
             if column is None:
                 raise ReadError(f"{uri}: no image bytes column to fetch row {index} from")
@@ -189,6 +218,8 @@ def fetch_parquet_image(uri: str, index: int, key: str | None) -> bytes:
     images, _ = _image_values(table, column)
     if images[0] is None:
         raise ReadError(f"{uri}: row {index} has no bytes in column {column!r}")
+    if len(images[0]) > cfg.max_file_bytes:
+        raise ReadError(_over_budget(uri, index, len(images[0]), cfg))
     return images[0]
 
 

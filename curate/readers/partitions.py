@@ -9,6 +9,11 @@ Contract:
   * else images (``cfg.image_extensions``, any case): folder partitions of
     ``cfg.files_per_partition`` files; other files (sidecars) are not rows;
   * images mixed with tars or Parquet files, or none of the three: ``InputError``.
+  Entries that are not regular files (``Listing.others``: links out of the input, dangling or
+  looping links, FIFOs, devices, unlistable subfolders, undecodable names) whose name has the
+  kind's extension or none at all each get a row: for folder input they are members like any
+  image; for tar and Parquet input they form folder partitions after the files' partitions.
+  The folder reader gives each its reason without opening it.
   Partitions are in sorted path order, so indexes are the same on every run.
 - ``read_partition(p, cfg)`` yields ``pa.Table`` batches of at most ``cfg.read_batch_rows``
   rows with ``curate.readers.records.READ_SCHEMA``, exactly ``p.rows`` rows in all, ``_seq``
@@ -25,7 +30,7 @@ import pyarrow as pa
 from curate.config import InputConfig
 from curate.readers.contract import FOLDER, PARQUET, TAR, InputError, Partition
 from curate.readers.folder import folder_partitions, folder_placeholder, read_folder
-from curate.readers.fsutil import Location, is_parquet, is_tar, suffix_of
+from curate.readers.fsutil import PARQUET_SUFFIXES, TAR_SUFFIXES, Location, is_parquet, is_tar, suffix_of
 from curate.readers.listing import find_files
 from curate.readers.parquet import parquet_partition, parquet_placeholder, read_parquet
 from curate.readers.records import to_batches
@@ -47,24 +52,41 @@ def _parquet_partitions(location: Location, paths: list[str], cfg: InputConfig) 
         return list(pool.map(lambda item: parquet_partition(item[0], fs, item[1], location.uri(item[1]), cfg), enumerate(paths)))
 
 
+def _row_worthy(others: list[str], suffixes) -> list[str]:
+    """The odd entries that get a row: the kind's extension, or none (it may be a folder)."""
+    return [p for p in others if suffix_of(p) in suffixes or not suffix_of(p)]
+
+
+def _odd_partitions(
+    location: Location, root: str, others: list[str], suffixes, cfg: InputConfig, first_index: int
+) -> list[Partition]:
+    return folder_partitions(location, root, _row_worthy(others, suffixes), cfg.files_per_partition, first_index)
+
+
 def list_partitions(input: str, cfg: InputConfig) -> list[Partition]:
     """The input's partitions in deterministic order (see module doc)."""
-    location, root, paths = find_files(input)
+    listing = find_files(input, tuple(cfg.allowed_roots))
+    location, root, paths = listing.location, listing.root, listing.files
     image_suffixes = {e.lower() for e in cfg.image_extensions}
     tars = [p for p in paths if is_tar(p)]
     parquets = [p for p in paths if is_parquet(p)]
     images = [p for p in paths if suffix_of(p) in image_suffixes]
+    odd = listing.others
+    named = paths or odd  # with no regular file, the entries that are not decide the kind
     if images and (tars or parquets):
         raise InputError(
             f"input {input!r} mixes {len(images)} image files with {len(tars)} tars and {len(parquets)} "
             "Parquet files; point it at one kind (e.g. a glob like '*.tar')"
         )
-    if tars:
-        return _tar_partitions(location, tars)
-    if parquets:
-        return _parquet_partitions(location, parquets, cfg)
-    if images:
-        return folder_partitions(location, root, images, cfg.files_per_partition)
+    if any(is_tar(p) for p in named):
+        parts = _tar_partitions(location, tars) if tars else []
+        return parts + _odd_partitions(location, root, odd, TAR_SUFFIXES, cfg, len(parts))
+    if any(is_parquet(p) for p in named):
+        parts = _parquet_partitions(location, parquets, cfg) if parquets else []
+        return parts + _odd_partitions(location, root, odd, PARQUET_SUFFIXES, cfg, len(parts))
+    odd_images = _row_worthy(odd, image_suffixes)
+    if images or odd_images:
+        return folder_partitions(location, root, images + odd_images, cfg.files_per_partition)
     found = sorted({suffix_of(p) or "(none)" for p in paths})
     raise InputError(
         f"input {input!r}: {len(paths)} files but no images ({', '.join(sorted(image_suffixes))}), "
@@ -75,9 +97,9 @@ def list_partitions(input: str, cfg: InputConfig) -> list[Partition]:
 def read_partition(p: Partition, cfg: InputConfig) -> Iterator[pa.Table]:
     """Batches of exactly ``p.rows`` rows for one partition (see module doc)."""
     if p.kind == FOLDER:
-        records, placeholder = read_folder(p), folder_placeholder(p)
+        records, placeholder = read_folder(p, cfg), folder_placeholder(p)
     elif p.kind == TAR:
-        records, placeholder = read_tar(p, image_suffix_set(cfg.image_extensions)), tar_placeholder(p)
+        records, placeholder = read_tar(p, image_suffix_set(cfg.image_extensions), cfg.max_file_bytes), tar_placeholder(p)
     elif p.kind == PARQUET:
         records, placeholder = read_parquet(p, cfg), parquet_placeholder(p)
     else:

@@ -2,11 +2,13 @@
 
 Contract:
 - A format reader yields one ``Record`` per row, in source order. ``image`` None means the
-  bytes could not be obtained; ``error`` then says why (the row gets ``reasons=["read_error"]``).
+  bytes could not be obtained; ``error`` then says why and ``reason`` which code the row gets
+  (None: ``read_error``; e.g. ``too_large``, ``path_not_allowed``).
 - ``to_batches(p, records, placeholder, batch_rows)`` turns them into ``pa.Table`` batches of
   at most ``batch_rows`` rows with ``READ_SCHEMA``: ``id`` (sha256 of the bytes, or of
-  ``f"{source_uri}#{source_index}"`` when there are none), the source reference, ``image``,
-  ``caption``, ``meta``, ``reasons``, ``error_message``, ``_partition`` and ``_seq``.
+  ``f"{source_uri}#{source_index}"`` when there are none), the source reference (and
+  ``source_offset``), ``image``, ``caption``, ``meta``, ``reasons``, ``error_message``,
+  ``_partition`` and ``_seq``.
   It yields exactly ``p.rows`` rows: if the records stop early (the source vanished, broke or
   shrank since listing) the rest are ``placeholder(seq, why)`` rows; if there are more, the
   surplus is dropped with a ``RuntimeWarning``.
@@ -27,7 +29,9 @@ from curate.readers.contract import Partition
 from curate.reasons import Reason
 from curate.schema import SCHEMA
 
-READ_COLUMNS = ["id", "source_uri", "source_index", "source_key", "image", "caption", "meta", "reasons", "error_message"]
+READ_COLUMNS = [
+    "id", "source_uri", "source_index", "source_key", "source_offset", "image", "caption", "meta", "reasons", "error_message",
+]
 READ_SCHEMA = pa.schema(
     [SCHEMA.field(name) for name in READ_COLUMNS]
     + [pa.field("_partition", pa.int32(), nullable=False), pa.field("_seq", pa.int64(), nullable=False)]
@@ -46,6 +50,8 @@ class Record:
     caption: str | None = None
     meta: str | None = None
     error: str | None = None  # why image is None
+    reason: str | None = None  # the row's reason when image is None; None means read_error
+    source_offset: int | None = None  # tar input: byte offset of the image member's data
 
     @property
     def id(self) -> str:
@@ -86,10 +92,11 @@ def _table(rows: list[Record], partition: int, first_seq: int) -> pa.Table:
         "source_uri": [r.source_uri for r in rows],
         "source_index": [r.source_index for r in rows],
         "source_key": [r.source_key for r in rows],
+        "source_offset": [r.source_offset for r in rows],
         "image": [r.image for r in rows],
         "caption": [r.caption for r in rows],
         "meta": [r.meta for r in rows],
-        "reasons": [[] if r.image is not None else [str(Reason.READ_ERROR)] for r in rows],
+        "reasons": [[] if r.image is not None else [str(r.reason or Reason.READ_ERROR)] for r in rows],
         "error_message": [None if r.image is not None else (r.error or "unreadable") for r in rows],
         "_partition": [partition] * len(rows),
         "_seq": list(range(first_seq, first_seq + len(rows))),

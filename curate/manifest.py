@@ -1,0 +1,125 @@
+"""The manifest: the commit point of an output, and the list of its groups.
+
+Contract:
+- ``manifest.json`` is written last by ``run`` and ``retune`` (and rewritten by a stage that
+  adds a group, under the output lock). A file not listed in it is not part of the output.
+- It records ``units`` (every unit: partition, start, rows), and for every group name the
+  versions present and the ``current`` one. A group version lists each unit's file with
+  rows, bytes and sha256, the stage that wrote it, and the settings it was made with. A
+  version may live under another output root (``root``: a retune into a new folder reuses
+  the images and stats of its source instead of copying them).
+- ``measured_with`` holds the settings the stored stats were measured with (input listing,
+  read and decode settings, filters); ``decided_with`` the rules and dedup settings of the
+  current decisions. ``retune`` changes only the latter.
+- ``read_manifest`` refuses an output of another layout version with a clear error.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import metadata
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.layout import LAYOUT_VERSION, MANIFEST, OutputError, Unit, unit_file
+from curate.schema import SCHEMA_VERSION
+from curate.store import Store
+
+
+def refinery_version() -> str:
+    try:
+        return metadata.version("refinery")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(store: Store) -> dict:
+    if not store.exists(MANIFEST):
+        raise FileNotFoundError(f"{store.display()} has no manifest.json: not a finished refinery output")
+    manifest = store.read_json(MANIFEST)
+    version = manifest.get("layout_version", 1)
+    if version != LAYOUT_VERSION:
+        raise OutputError(
+            f"{store.display()} was written with output layout {version}; this refinery reads layout "
+            f"{LAYOUT_VERSION}. Curate the input again into a new folder (refinery curate run)."
+        )
+    return manifest
+
+
+def write_manifest(store: Store, manifest: dict) -> None:
+    store.write_json(MANIFEST, manifest)
+
+
+def group_version(stage: str, settings: dict, files: dict[str, dict], root: str | None = None) -> dict:
+    entry = {"stage": stage, "settings": settings, "created": now(), "files": dict(sorted(files.items()))}
+    if root:
+        entry["root"] = root
+    return entry
+
+
+def units_of(manifest: dict) -> list[Unit]:
+    return [Unit(**u) for u in manifest["units"]]
+
+
+def current(manifest: dict, group: str) -> str | None:
+    return manifest["current"].get(group)
+
+
+def version_entry(manifest: dict, group: str, version: str | None = None) -> dict:
+    version = version if version is not None else current(manifest, group)
+    try:
+        return manifest["groups"][group][version]
+    except KeyError:
+        have = {g: sorted(v) for g, v in manifest["groups"].items()}
+        raise OutputError(f"output has no group {group!r} version {version!r}; it has {have}") from None
+
+
+def file_of(store: Store, manifest: dict, group: str, unit: Unit, version: str | None = None) -> tuple[Store, str]:
+    """The store and relative path of ``unit``'s file in ``group`` (current version by default)."""
+    version = version if version is not None else current(manifest, group)
+    entry = version_entry(manifest, group, version)
+    where = Store.open(entry["root"]) if entry.get("root") else store
+    return where, unit_file(group, version, unit)
+
+
+def listed_files(manifest: dict) -> set[str]:
+    """Relative paths of every file of this output's own root listed by the manifest."""
+    out = set()
+    for group, versions in manifest["groups"].items():
+        for version, entry in versions.items():
+            if not entry.get("root"):
+                out.update(unit_file(group, version, name) for name in entry["files"])
+    return out
+
+
+def counts(decided: pa.Table) -> tuple[dict, dict]:
+    reasons = Counter(r for rs in decided.column("reasons").to_pylist() for r in (rs or []))
+    kept = int(pc.sum(pc.cast(pc.fill_null(decided.column("keep"), False), pa.int64())).as_py() or 0)
+    rows = {"in": decided.num_rows, "kept": kept, "rejected": decided.num_rows - kept}
+    return rows, dict(sorted(reasons.items()))
+
+
+def new_manifest(*, input_desc: str, units: list[Unit], groups: dict, current_versions: dict, generation: int,
+                 measured_with: dict, decided_with: dict, decided: pa.Table, config: dict) -> dict:
+    rows, reasons = counts(decided)
+    return {
+        "layout_version": LAYOUT_VERSION,
+        "schema_version": SCHEMA_VERSION,
+        "refinery_version": refinery_version(),
+        "written": now(),
+        "input": input_desc,
+        "generation": generation,
+        "rows": rows,
+        "reasons": reasons,
+        "units": [u.as_dict() for u in sorted(units)],
+        "groups": groups,
+        "current": current_versions,
+        "measured_with": measured_with,
+        "decided_with": decided_with,
+        "config": config,
+    }
