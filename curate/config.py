@@ -3,13 +3,13 @@
 ``load_config(path)`` returns a ``CurateConfig``: the bundled ``curate/configs/default.yaml``
 with ``path``'s settings merged on top (mappings key by key; a list such as ``rules``
 replaces the default list whole). Unknown keys are errors (a typo never passes silently).
-Stage resources (CPUs, GPUs, batch size, actor pool size) are data here, read by the
-Ray adapter (``curate.ray_adapter``); filters and rules never see them.
+Stage specs (``stages.<name>``: CPUs, GPUs, batch size, actor pool, error policy) are data
+here, read by the Ray adapter (``curate.ray_adapter``); filters and rules never see them.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,13 +24,65 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StageResources(_Strict):
-    """How the Ray adapter runs one stage."""
+class ActorPool(_Strict):
+    """An autoscaling actor pool: Ray runs between ``min`` and ``max`` actors of a class stage."""
+
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ActorPool":
+        if self.min > self.max:
+            raise ValueError(f"actors.min ({self.min}) must be <= actors.max ({self.max})")
+        return self
+
+
+class StageSpec(_Strict):
+    """How the Ray adapter runs one stage (``stages.<name>`` in the config).
+
+    ``actors``: null for a function stage (stateless Ray tasks); for a class stage an int (a
+    fixed pool) or ``{min, max}`` (an autoscaling pool). ``on_error`` (class stages): ``row``
+    retries a batch that raised row by row and turns each row that still raises into a
+    rejected row with reason ``stage_error``; ``fail`` lets the exception fail the run.
+    """
 
     num_cpus: float = Field(0.5, gt=0)
     num_gpus: float = Field(0, ge=0)
     batch_size: int = Field(32, ge=1)
-    actors: int | None = Field(2, ge=1, description="actor pool size; null runs stateless tasks")
+    actors: Annotated[int, Field(strict=True, ge=1)] | ActorPool | None = Field(
+        None, description="null: tasks; n: a pool of n actors; {min, max}: an autoscaling pool"
+    )
+    on_error: Literal["row", "fail"] = "fail"
+
+    def pool(self) -> tuple[int, int] | None:
+        """(min, max) actors, or None for tasks."""
+        if self.actors is None:
+            return None
+        if isinstance(self.actors, int):
+            return self.actors, self.actors
+        return self.actors.min, self.actors.max
+
+
+StageResources = StageSpec  # the name curate.reader uses
+
+
+class Stages(_Strict):
+    """The pipeline's stages by name; defaults equal ``stages:`` in default.yaml."""
+
+    read: StageSpec = StageSpec(num_cpus=0.25, batch_size=1)
+    stats: StageSpec = StageSpec(num_cpus=0.5, batch_size=32, actors=ActorPool(min=1, max=2), on_error="row")
+    write: StageSpec = StageSpec(num_cpus=0.25, batch_size=256)
+    finalize: StageSpec = StageSpec(num_cpus=0.5, batch_size=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _onto_stage_defaults(cls, data):
+        """A partial stage mapping keeps that stage's other defaults (as load_config's merge does)."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: {**fields[k].default.model_dump(), **v} if k in fields and isinstance(v, dict) else v
+                for k, v in data.items()}
 
 
 class InputConfig(_Strict):
@@ -100,6 +152,9 @@ class DedupConfig(_Strict):
     distributed_above: int = Field(
         2_000_000, ge=0, description="rows above which near-dup search runs as Ray tasks"
     )
+    index: str | None = Field(
+        None, description="dedup index shared by runs (folder or URI): copies of what earlier runs kept are rejected"
+    )
 
 
 class ReportConfig(_Strict):
@@ -118,14 +173,20 @@ class RayConfig(_Strict):
 class CurateConfig(_Strict):
     input: InputConfig = InputConfig()
     decode: DecodeConfig = DecodeConfig()
-    read_stage: StageResources = StageResources(num_cpus=0.25, batch_size=1, actors=None)
-    stats_stage: StageResources = StageResources()
-    write_stage: StageResources = StageResources(num_cpus=0.25, batch_size=256, actors=None)
-    finalize_stage: StageResources = StageResources(num_cpus=0.5, batch_size=1, actors=None)
+    stages: Stages = Stages()
     rules: list[Rule] = []
     dedup: DedupConfig = DedupConfig()
     report: ReportConfig = ReportConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_stage_keys(cls, data):
+        old = [k for k in ("read_stage", "stats_stage", "write_stage", "finalize_stage") if isinstance(data, dict) and k in data]
+        if old:
+            renames = ", ".join(f"{k} -> stages.{k.removesuffix('_stage')}" for k in old)
+            raise ValueError(f"stage settings moved under `stages:` ({renames})")
+        return data
 
 
 class ConfigError(ValueError):

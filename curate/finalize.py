@@ -4,9 +4,10 @@ Contract: ``finalize(store, plan, config)`` reads, for every unit of ``plan``, t
 decisions need (never image bytes: the stats group, the images group's id/size/source
 columns, and any other group a rule names), decides every row (``curate.rules.decide``),
 writes the decisions group of generation ``plan.generation`` (one file per unit, aligned
-with the images file), then the manifest (the commit point), then the report, and then
-removes files the manifest does not list (older decision generations, orphans). Image
-bytes are never rewritten. Returns the manifest.
+with the images file), the report, then the manifest (the commit point), then records the
+kept rows in the dedup index (``dedup.index``, whose rows took part in dedup as already
+kept), and then removes files the manifest does not list (older decision generations,
+orphans). Image bytes are never rewritten. Returns the manifest.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 from curate import ray_adapter
 from curate.config import CurateConfig
 from curate.dedup import near_pairs, near_pairs_distributed
+from curate.dedup.index import load_prior, record
 from curate.layout import DECISIONS, IMAGES, REPORT, REPORT_ASSETS, Unit, decisions_version, unit_file
 from curate.manifest import group_version, listed_files, new_manifest, write_manifest
 from curate.progress import progress_bar
@@ -157,9 +159,11 @@ def pair_finder(rows: int, config: CurateConfig) -> Callable:
 
 def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
     inputs = decision_inputs(store, plan, config)
-    decided = decide(inputs, config, pair_finder(inputs.num_rows, config))
+    prior = load_prior(config.dedup.index, exclude=store.spec) if config.dedup.index else None
+    decided = decide(inputs, config, pair_finder(inputs.num_rows, config), prior=prior)
     files = _write_decisions(store, plan, decided)
-    decided_with = {"rules": [r.model_dump(mode="json") for r in config.rules], "dedup": config.dedup.model_dump(mode="json")}
+    decided_with = {"rules": [r.model_dump(mode="json") for r in config.rules], "dedup": config.dedup.model_dump(mode="json"),
+                    "prior_rows": 0 if prior is None else prior.num_rows}
     version = decisions_version(plan.generation)
     groups = {name: dict(versions) for name, versions in plan.groups.items() if name != DECISIONS}
     groups[DECISIONS] = {version: group_version(plan.stage, decided_with, files)}
@@ -169,8 +173,10 @@ def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
         generation=plan.generation, measured_with=plan.measured_with, decided_with=decided_with,
         decided=decided, config=config.model_dump(mode="json"),
     )
-    write_manifest(store, manifest)
     _write_report(store, decided, config, image_fetcher(store, plan))
+    write_manifest(store, manifest)
+    if config.dedup.index:  # after the commit point: the index only ever lists committed outputs
+        record(config.dedup.index, store.spec, plan.generation, decided.filter(pc.fill_null(decided.column("keep"), False)))
     remove_unlisted(store, manifest)
     return manifest
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from curate import ray_adapter
 from curate.config import CurateConfig, InputConfig
+from curate.dedup.index import record_output
 from curate.finalize import Plan, finalize, remove_unlisted
 from curate.layout import IMAGES, INPUTS, LOCK, MANIFEST, STAGING, STATS, OutputError
 from curate.lock import output_lock
@@ -161,7 +162,7 @@ def _finish_cleanup(store: Store, manifest: dict) -> None:
     store.remove_temporaries()
 
 
-def _complete(store: Store, input: str, settings: dict) -> RunResult:
+def _complete(store: Store, input: str, settings: dict, config: CurateConfig) -> RunResult:
     manifest = read_manifest(store)
     if manifest["input"] != input:
         raise OutputError(
@@ -174,6 +175,8 @@ def _complete(store: Store, input: str, settings: dict) -> RunResult:
             "choose another --output, or pass --overwrite to measure again"
         )
     _finish_cleanup(store, manifest)
+    if config.dedup.index:  # killed between the manifest and the index: record it now
+        record_output(config.dedup.index, store.spec, manifest["generation"])
     return RunResult(store.spec, manifest, 0, already_complete=True)
 
 
@@ -187,7 +190,7 @@ def run(input: str, output: str, config: CurateConfig, overwrite: bool = False) 
         if overwrite:
             clear_output(store)
         if store.exists(MANIFEST):
-            return _complete(store, input, settings)
+            return _complete(store, input, settings, config)
         if [e for e in store.entries() if e != LOCK] and not is_refinery_output(store):
             raise OutputError(f"{store.display()} is not empty and not a refinery output; choose an empty or new folder")
         partitions = _partitions(store, input, config, _fingerprint(settings))

@@ -6,6 +6,8 @@ earlier rule or duplicate reasons are discarded and recomputed) and returns the 
 ``keep``, ``reasons`` and ``dup_of`` set. Reasons are ordered: decode failure, rules in
 config order, then ``exact_duplicate`` / ``near_duplicate``. Only rows that pass every
 rule take part in dedup, so a blurry copy never displaces a sharp one. No image is read.
+``prior`` (id and hash columns of rows earlier runs kept, ``curate.dedup.index``) takes part
+in dedup as rows already kept: copies of them are duplicates pointing at their ids.
 """
 from __future__ import annotations
 
@@ -51,17 +53,11 @@ def decode_reasons(table: pa.Table) -> list[list[str]]:
     return [[r for r in (rs or []) if r in DECODE_FAILURES] for rs in table.column("reasons").to_pylist()]
 
 
-def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs) -> pa.Table:
-    reasons = decode_reasons(table)
-    decoded = np.array([not r for r in reasons], dtype=bool)  # rules judge only rows that decoded
-    for rule in config.rules:
-        for i in np.flatnonzero(rule_violations(table, rule) & decoded):
-            if str(rule.reason) not in reasons[i]:
-                reasons[i].append(str(rule.reason))
-    eligible = np.array([not r for r in reasons], dtype=bool)
+def hash_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Near-dup hashes ``(n, k)``, confirm hashes ``(n, k)`` and whether a row has a hash at all."""
     phash_col = table.column("stat_phash")
     has_phash = ~np.asarray(phash_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    # A shard from before the crop/mirror hashes: the whole-frame hash stands in; before the
+    # A file from before the crop/mirror hashes: the whole-frame hash stands in; before the
     # dHashes: 0 (such rows confirm only against each other).
     phash, confirm = (
         np.stack(
@@ -73,11 +69,32 @@ def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_p
         )
         for names, fallback in ((NEAR_DUP_HASHES, phash_col), (NEAR_DUP_CONFIRM, table.column("stat_dhash")))
     )
+    return phash, confirm, has_phash
+
+
+def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs, prior: pa.Table | None = None) -> pa.Table:
+    reasons = decode_reasons(table)
+    decoded = np.array([not r for r in reasons], dtype=bool)  # rules judge only rows that decoded
+    for rule in config.rules:
+        for i in np.flatnonzero(rule_violations(table, rule) & decoded):
+            if str(rule.reason) not in reasons[i]:
+                reasons[i].append(str(rule.reason))
+    eligible = np.array([not r for r in reasons], dtype=bool)
+    phash, confirm, has_phash = hash_arrays(table)
     rank = table_rank(table, config.dedup.keeper)  # which copy of a near-duplicate group is kept
+    ids = table.column("id").to_pylist()
+    n_prior = 0 if prior is None else prior.num_rows
+    if n_prior:  # rows kept by earlier runs (curate.dedup.index): first in order, always the keepers
+        p_phash, p_confirm, p_has = hash_arrays(prior)
+        phash, confirm = np.concatenate([p_phash, phash]), np.concatenate([p_confirm, confirm])
+        has_phash = np.concatenate([p_has, has_phash])
+        rank = np.concatenate([np.full(n_prior, np.inf), np.asarray(rank, dtype=np.float64)])
+        eligible = np.concatenate([np.ones(n_prior, dtype=bool), eligible])
+        ids = prior.column("id").to_pylist() + ids
     dup_reason, dup_of = dedup_decisions(
-        table.column("id").to_pylist(), phash, has_phash, rank, eligible, config.dedup, pair_finder,
-        confirm, NEAR_DUP_COMPARED,
+        ids, phash, has_phash, rank, eligible, config.dedup, pair_finder, confirm, NEAR_DUP_COMPARED,
     )
+    dup_reason, dup_of = dup_reason[n_prior:], dup_of[n_prior:]
     for i, reason in enumerate(dup_reason):
         if reason:
             reasons[i].append(str(reason))

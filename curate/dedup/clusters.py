@@ -22,7 +22,7 @@ Contracts:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,7 +61,6 @@ class SearchStats:
     joins: int = 0  # unions that merged two components (spanning edges)
     carved: int = 0  # dense buckets carved
     nodes: int = 0  # distinct entries after collapsing identical ones
-    extra: dict = field(default_factory=dict)
 
 
 class UnionFind:

@@ -22,6 +22,9 @@ Contract:
   walked in windows of ``2 ** WINDOW_BITS`` so a window's tables stay in cache.
 - Memory: O(n) per block plus the table (at most 80 MB); inputs small enough for the
   brute-force path are compared in row chunks.
+- ``walk(search)`` feeds one block's candidates to a ``_BlockSearch``; a subclass with a
+  ``cap`` gets buckets (and neighbour bucket pairs) above it through ``dense(positions)``
+  instead of pair by pair (``curate.dedup.clusters`` carves them).
 """
 from __future__ import annotations
 
