@@ -25,6 +25,8 @@ bench: setup  ## benchmarks: each prints ratios against a baseline of the same r
 	$(BIN)/python bench/bench_cpu_stage.py
 	$(BIN)/python bench/bench_dedup.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_finalize.py --sizes 100000,1000000
+	$(BIN)/python bench/bench_pipeline.py --sizes 2000,5000
 
 .PHONY: bench-peers
 bench-peers: setup  ## refinery vs imagededup (PHash) and cleanvision on the same files (installs the bench extra: torch)

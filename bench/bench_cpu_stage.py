@@ -8,13 +8,15 @@ baseline JPEG, progressive JPEG, PNG and WebP, then times three ways of measurin
 interleaved over ``rounds`` rounds in one single-threaded process (the fastest round of
 each method and kind counts: on a shared machine the slower ones measure the neighbours):
 
-- ours:  ``StatsStage()`` on a pyarrow batch (reduced decode, size, clarity, exposure, pHash + two centre-crop pHashes);
+- ours:  ``StatsStage()`` on a pyarrow batch (every default filter: the grey view for size, clarity, exposure,
+  hashes, overlay; the header for compression; the ``fine`` view for upscale);
+- base:  ``StatsStage`` without the keeper's filters (upscale, compression, overlay): what they cost is ours/base;
 - naive: per image, full decode, RGB -> L, ``imagehash.phash`` and Laplacian variance on the full image;
 - floor: the cheapest reduced greyscale decode (JPEG ``draft("L", (w//8, h//8))``; others load + L).
 
 Prints images/s per core for each, ours/naive speed-up (target >= 3x) next to its ceiling
 naive/floor (no decode-bound stage can beat the floor), and ours/floor time (target <= 2x),
-overall and per file kind, the pHash agreement between ``stat_phash`` and
+overall and per file kind, ours/base time (the keeper filters' cost, target <= 1.5x), the pHash agreement between ``stat_phash`` and
 ``imagehash.phash`` on a full decode (target mean <= 0.5 bits), and a last one-line summary
 with PASS/MISS per target.
 """
@@ -39,13 +41,15 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curate.decode import decode_rgb  # noqa: E402  (also sets Pillow's block cache)
+from curate.filters import default_filters  # noqa: E402
 from curate.stats_stage import StatsStage  # noqa: E402
 
 KINDS = ("jpeg", "jpeg-progressive", "png", "webp")
 # Images per kind (a web crawl is mostly JPEG) and megapixel range per kind (lossless PNG is slow to make).
 SHARE = {"jpeg": 0.55, "jpeg-progressive": 0.25, "png": 0.1, "webp": 0.1}  # roughly a web crawl's mix
 MEGAPIXELS = {"jpeg": (1.0, 3.0), "jpeg-progressive": (1.0, 3.0), "png": (1.0, 2.0), "webp": (1.0, 2.0)}
-TARGET_SPEEDUP, TARGET_FLOOR, TARGET_PHASH = 3.0, 2.0, 0.5
+TARGET_SPEEDUP, TARGET_FLOOR, TARGET_PHASH, TARGET_KEEPER = 3.0, 2.0, 0.5, 1.5
+KEEPER_FILTERS = {"UpscaleFilter", "CompressionFilter", "OverlayFilter"}
 
 
 def sample_photos() -> list[Image.Image]:
@@ -128,9 +132,11 @@ def as_batch(files: list[bytes]) -> pa.Table:
 def time_methods(corpus: dict[str, list[bytes]], rounds: int) -> dict[str, dict[str, list[float]]]:
     """Seconds per (method, kind) for each round; methods interleaved, order rotated each round."""
     stage = StatsStage()
+    base = StatsStage(filters=[f for f in default_filters() if type(f).__name__ not in KEEPER_FILTERS])
     batches = {kind: as_batch(files) for kind, files in corpus.items()}
     methods = {
         "ours": lambda kind: stage(batches[kind]),
+        "base": lambda kind: base(batches[kind]),
         "naive": lambda kind: [naive_one(d) for d in corpus[kind]],
         "floor": lambda kind: [floor_one(d) for d in corpus[kind]],
     }
@@ -182,23 +188,24 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"{'kind':<18}{'ours img/s':>11}{'naive img/s':>12}{'floor img/s':>12}"
-        f"{'speed-up vs naive':>19}{'ceiling (floor)':>17}{'ours/floor time':>17}"
+        f"{'speed-up vs naive':>19}{'ceiling (floor)':>17}{'ours/floor time':>17}{'ours/base time':>16}"
     )
     rows = [(k, [k]) for k in corpus] + [("all", list(corpus))]
     for label, kinds in rows:
-        ours, naive, floor = (per_image(m, kinds) for m in ("ours", "naive", "floor"))
+        ours, naive, floor, base = (per_image(m, kinds) for m in ("ours", "naive", "floor", "base"))
         print(
             f"{label:<18}{1 / ours:>11.1f}{1 / naive:>12.1f}{1 / floor:>12.1f}"
-            f"{naive / ours:>18.2f}x{naive / floor:>16.2f}x{ours / floor:>16.2f}x"
+            f"{naive / ours:>18.2f}x{naive / floor:>16.2f}x{ours / floor:>16.2f}x{ours / base:>15.2f}x"
         )
-    ours, naive, floor = (per_image(m, list(corpus)) for m in ("ours", "naive", "floor"))
+    ours, naive, floor, base = (per_image(m, list(corpus)) for m in ("ours", "naive", "floor", "base"))
     mean_bits, max_bits = phash_agreement(corpus)
     print(f"pHash vs imagehash.phash(full decode): mean {mean_bits:.3f} bits, max {max_bits} of 64")
-    speedup, floor_ratio = naive / ours, ours / floor
+    speedup, floor_ratio, keeper = naive / ours, ours / floor, ours / base
     print(
         f"SUMMARY speed-up {speedup:.2f}x (>= {TARGET_SPEEDUP:g}x {verdict(speedup >= TARGET_SPEEDUP)}; "
         f"the floor itself is {naive / floor:.2f}x) | "
         f"ours/floor {floor_ratio:.2f}x (<= {TARGET_FLOOR:g}x {verdict(floor_ratio <= TARGET_FLOOR)}) | "
+        f"keeper filters ours/base {keeper:.2f}x (<= {TARGET_KEEPER:g}x {verdict(keeper <= TARGET_KEEPER)}) | "
         f"pHash mean {mean_bits:.3f} bits (<= {TARGET_PHASH:g} {verdict(mean_bits <= TARGET_PHASH)}) | "
         f"{total} images, {time.perf_counter() - t0:.0f} s"
     )

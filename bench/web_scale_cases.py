@@ -4,13 +4,19 @@ Contracts:
 - ``scene(rng)``: a seeded generated grey scene (``SIDE`` x ``SIDE``): a two-colour gradient,
   5-40 random ellipses / rectangles / polygons / lines, sometimes a noise texture and blur.
 - ``photo_crops(count, rng)``: ``count`` crops of the real photographs of
-  ``curate.sample.PHOTOS`` (grey; each side 15-35 % of its photo's short side, at a random
-  place), resized to a ``SIDE`` short side, with (photo index, box) so that overlapping
-  crops of one photo (which share pixels) can be left out of the negatives.
+  ``curate.sample.PHOTOS`` (each side 15-35 % of its photo's short side, at a random
+  place), resized to a ``SIDE`` short side, grey and RGB, with (photo index, box) so that
+  overlapping crops of one photo (which share pixels) can be left out of the negatives.
+- ``colourise(grey, palette)``: a grey scene in colour: each grey level takes the mean colour
+  of the pixels of that level in one real photo (``palettes()``, one per photo). Colour then
+  follows brightness as in photos, and scenes given the same palette differ in colour only
+  where their grey differs: a pessimistic stand-in for web colour, which varies far more.
 - ``DistinctSet(n, seed)``: ``columns``, per column of ``HashFilter.columns`` a uint64 array
   over ``n`` distinct images (half scenes, half crops) measured by ``HashFilter.measure`` on
-  the grey image; ``detail`` (grey std of the 32x32 squeeze); ``same_pixels(i, j)``: a
-  boolean mask of row pairs that share pixels (overlapping crops of one photo).
+  the grey image, and ``stat_colorhash`` (``curate.filters.colour.colour_signature`` of the
+  RGB image box-reduced 8x, as the 1/8 JPEG decode gives it); ``detail`` (grey std of the
+  32x32 squeeze); ``same_pixels(i, j)``: a boolean mask of row pairs that share pixels
+  (overlapping crops of one photo).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from curate.filters.base import ImageView
+from curate.filters.colour import colour_signature
 from curate.filters.hashes import HashFilter
 from curate.sample import PHOTOS, load_photo
 
@@ -54,9 +61,29 @@ def scene(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(img)
 
 
+def palettes() -> list[np.ndarray]:
+    """Per real photo, ``(256, 3)`` uint8: the mean RGB of its pixels of each grey level (nearest level where none)."""
+    out = []
+    for name in PHOTOS:
+        rgb = load_photo(name).convert("RGB")
+        grey = np.asarray(rgb.convert("L")).ravel()
+        pixels = np.asarray(rgb, dtype=np.float64).reshape(-1, 3)
+        count = np.bincount(grey, minlength=256)
+        sums = np.stack([np.bincount(grey, pixels[:, c], minlength=256) for c in range(3)], axis=1)
+        seen = np.flatnonzero(count)
+        nearest = seen[np.abs(np.arange(256)[:, None] - seen[None, :]).argmin(axis=1)]
+        out.append(np.rint(sums[nearest] / count[nearest, None]).astype(np.uint8))
+    return out
+
+
+def colourise(grey: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    return palette[grey]
+
+
 def photo_crops(count: int, rng: np.random.Generator):
-    """Yield (grey crop, photo index, box) ``count`` times (see module doc)."""
-    greys = [load_photo(name).convert("L") for name in PHOTOS]
+    """Yield (grey crop, RGB crop, photo index, box) ``count`` times (see module doc)."""
+    rgbs = [load_photo(name).convert("RGB") for name in PHOTOS]
+    greys = [img.convert("L") for img in rgbs]
     for _ in range(count):
         p = int(rng.integers(len(greys)))
         img = greys[p]
@@ -64,10 +91,9 @@ def photo_crops(count: int, rng: np.random.Generator):
         cw, ch = (int(short * f) for f in rng.uniform(0.15, 0.35, size=2))
         left, top = int(rng.integers(0, img.width - cw + 1)), int(rng.integers(0, img.height - ch + 1))
         box = (left, top, left + cw, top + ch)
-        crop = img.crop(box)
-        scale = SIDE / min(crop.size)
-        crop = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.Resampling.BICUBIC)
-        yield np.asarray(crop), p, box
+        size = (round(cw * SIDE / min(cw, ch)), round(ch * SIDE / min(cw, ch)))
+        crop = img.crop(box).resize(size, Image.Resampling.BICUBIC)
+        yield np.asarray(crop), np.asarray(rgbs[p].crop(box).resize(size, Image.Resampling.BICUBIC)), p, box
 
 
 class DistinctSet:
@@ -75,25 +101,32 @@ class DistinctSet:
 
     def __init__(self, n: int, seed: int):
         rng = np.random.default_rng(seed)
+        tint = np.random.default_rng([seed, 1])  # palettes drawn apart: the hashes stay as they were
+        colours = palettes()
         meter = HashFilter()
         rows: list[dict] = []
         detail: list[float] = []
         n_scenes = n // 2
 
-        def measure(grey: np.ndarray) -> None:
+        def measure(grey: np.ndarray, rgb: np.ndarray) -> None:
             rows.append(meter.measure(ImageView(None, grey)))
+            small = Image.fromarray(rgb).reduce(8)
+            rows[-1]["stat_colorhash"] = colour_signature(np.asarray(small))
             detail.append(float(np.asarray(Image.fromarray(grey).resize((32, 32), Image.Resampling.BOX)).std()))
 
         for _ in range(n_scenes):
-            measure(scene(rng))
+            grey = scene(rng)
+            measure(grey, colourise(grey, colours[int(tint.integers(len(colours)))]))
         self.photo = np.full(n, -1, dtype=np.int64)
         self.box = np.zeros((n, 4), dtype=np.int64)
-        for k, (grey, p, box) in enumerate(photo_crops(n - n_scenes, rng)):
-            measure(grey)
+        for k, (grey, rgb, p, box) in enumerate(photo_crops(n - n_scenes, rng)):
+            measure(grey, rgb)
             self.photo[n_scenes + k], self.box[n_scenes + k] = p, box
         self.n = n
         self.detail = np.array(detail)  # grey std of the 32x32 squeeze: near 0 for a featureless image
-        self.columns = {c: np.array([r[c] for r in rows], dtype=np.uint64) for c in HashFilter.columns}
+        self.columns = {
+            c: np.array([r[c] for r in rows], dtype=np.uint64) for c in (*HashFilter.columns, "stat_colorhash")
+        }
 
     def same_pixels(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Pairs (broadcast) that are crops of one photo with overlapping boxes."""

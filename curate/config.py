@@ -146,6 +146,9 @@ class DedupConfig(_Strict):
     near: bool = True
     radius: int = Field(8, ge=0, le=16, description="max Hamming distance of pHashes (of 64 bits)")
     confirm_radius: int = Field(8, ge=0, le=64, description="max Hamming distance of the confirm dHashes")
+    color_radius: int | None = Field(
+        3, ge=0, le=31, description="max level difference of the colour signatures (stat_colorhash); null: no colour check"
+    )
     keeper: list[Literal["no_overlay", "native", "pixels", "compression"]] = Field(
         ["no_overlay", "native", "compression", "pixels"], description="near-dup keeper order (curate.dedup.keeper)"
     )
@@ -160,6 +163,9 @@ class DedupConfig(_Strict):
 class ReportConfig(_Strict):
     thumbnails_per_reason: int = Field(6, ge=0)
     thumbnail_side: int = Field(128, ge=16)
+    max_rows: int = Field(
+        200_000, ge=1, description="histograms and thumbnails over at most about this many rows (a deterministic sample)"
+    )
 
 
 class RayConfig(_Strict):
@@ -174,7 +180,7 @@ class CurateConfig(_Strict):
     input: InputConfig = InputConfig()
     decode: DecodeConfig = DecodeConfig()
     stages: Stages = Stages()
-    rules: list[Rule] = []
+    rules: list[Rule] = Field(default_factory=lambda: _default_rules())  # the rules of default.yaml
     dedup: DedupConfig = DedupConfig()
     report: ReportConfig = ReportConfig()
     ray: RayConfig = RayConfig()
@@ -191,6 +197,11 @@ class CurateConfig(_Strict):
 
 class ConfigError(ValueError):
     """The config file is missing, not YAML, or does not validate."""
+
+
+def _default_rules() -> list[Rule]:
+    """The bundled rules: default.yaml is their one source (``CurateConfig()`` has the same)."""
+    return [Rule.model_validate(r) for r in _read_yaml(DEFAULT_CONFIG).get("rules", [])]
 
 
 def _read_yaml(path: Path) -> dict:

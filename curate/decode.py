@@ -13,10 +13,24 @@ Contract:
   Statistics are computed on it. (Whole factors keep it faithful: on 180 generated 1-3 MP
   photos its pHash differed from ``imagehash.phash`` of the full decode by 0.2-0.3 bits on
   average, at most 4.)
+- ``decode_luma_band(data, cfg, side, pixels)`` returns ``(header, band)``: uint8 luma of the
+  top rows of the image as stored (EXIF orientation not applied), reduced by the whole
+  factor ``min(width, height) // side`` when that is 2 or more (else full resolution), as
+  many rows as fit ``pixels`` after the reduction (at least ``BAND_MIN_ROWS``, at most the
+  image). A JPEG is decoded for those rows only: its frame header is given the band's
+  height, so the decoder stops there (it skips the rest of each scan unread);
+  other formats load the whole image.
+- ``decode_grey_and_band(data, cfg, side, pixels)`` returns ``(header, grey, band)``, each as
+  the two functions above return them, from one pixel load when the grey's load is at full
+  size (every non-JPEG; a JPEG the decoder did not scale), else from two.
+- ``decode_rgb_view(data, cfg, short, long)`` returns ``(header, rgb)``: a uint8 ``(h, w, 3)``
+  array, upright, converted as ``decode_rgb``, no larger than ``short`` x ``long`` (short and
+  long side; aspect kept, never enlarged): JPEG DCT scaling via ``draft``, then a
+  bicubic resize (Pillow ``reducing_gap=2``) down to the bound.
 - ``decode_rgb(data, cfg)`` returns the full-size RGB ``PIL.Image``: EXIF orientation
   applied; CMYK, 16-bit, palette, alpha and colour-key transparency (composited over
   white), LA and friends converted; the first frame of an animation.
-Neither function raises anything but ``DecodeError``. Reasons: ``EMPTY_FILE`` (zero bytes),
+None of them raises anything but ``DecodeError``. Reasons: ``EMPTY_FILE`` (zero bytes),
 ``UNSUPPORTED_FORMAT`` (no image signature, or a format outside ``cfg.formats``),
 ``BAD_HEADER`` (an image signature whose header cannot be parsed or is impossible),
 ``TOO_MANY_PIXELS`` (over budget), ``TRUNCATED`` (the data ends before the image does),
@@ -323,18 +337,113 @@ def decode_rgb(data: bytes, cfg: DecodeConfig = DecodeConfig()) -> Image.Image:
         raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None
 
 
-def decode_grey(data: bytes, cfg: DecodeConfig = DecodeConfig()) -> tuple[Header, np.ndarray]:
+def _grey_load(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header, tuple[int, int]]:
+    """The image loaded for the grey decode, its header, and its size as stored."""
     img, header = _open(data, cfg)
-    target = _stats_size(img.size, cfg.stats_side)
-    if isinstance(img, JpegImageFile) and target != img.size:
+    stored = img.size
+    target = _stats_size(stored, cfg.stats_side)
+    if isinstance(img, JpegImageFile) and target != stored:
         img.draft("L", target)  # the decoder scales by 1/2, 1/4 or 1/8, never below target
     _load(img, data)
+    return img, header, stored
+
+
+def _grey_of(img: Image.Image, header: Header, cfg: DecodeConfig) -> np.ndarray:
     try:
         grey = _to_grey(img)
         factor = min(grey.size) // cfg.stats_side
         if factor >= 2:
             grey = grey.reduce(factor)  # exact block means: short side in [stats_side, 2 * stats_side)
         grey = _upright(grey, _orientation_left(img, header))
-        return header, np.asarray(grey, dtype=np.uint8)
+        return np.asarray(grey, dtype=np.uint8)
+    except Exception as err:  # noqa: BLE001
+        raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None
+
+
+def decode_grey(data: bytes, cfg: DecodeConfig = DecodeConfig()) -> tuple[Header, np.ndarray]:
+    img, header, _ = _grey_load(data, cfg)
+    return header, _grey_of(img, header, cfg)
+
+
+BAND_MIN_ROWS = 128
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def band_geometry(size: tuple[int, int], side: int, pixels: int) -> tuple[int, int]:
+    """(reduction factor, stored rows) of the band of an image of stored ``size``."""
+    w, h = size
+    factor = max(1, min(w, h) // side)
+    rows = max(BAND_MIN_ROWS, -(-pixels // max(1, w // factor))) * factor
+    return factor, min(h, rows)
+
+
+def _with_height(data: bytes, rows: int) -> bytes | None:
+    """The JPEG ``data`` with its frame header's height set to ``rows``, or None if no frame header is found."""
+    pos = 2
+    while pos + 9 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF:
+            return data[: pos + 5] + rows.to_bytes(2, "big") + data[pos + 7 :]
+        if marker == 0xDA:  # a scan before any frame header
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _band_of(img: Image.Image, factor: int, rows: int) -> np.ndarray:
+    try:
+        luma = _to_grey(img)
+        if luma.height > rows:
+            luma = luma.crop((0, 0, luma.width, rows))
+        if factor >= 2:
+            luma = luma.reduce(factor)
+        return np.asarray(luma, dtype=np.uint8)
+    except Exception as err:  # noqa: BLE001
+        raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None
+
+
+def _luma_load(data: bytes, cfg: DecodeConfig, opened: Image.Image | None = None) -> Image.Image:
+    """``data`` loaded at full size, a JPEG as luma straight from the decoder (no colour conversion)."""
+    img = opened or _open(data, cfg)[0]
+    if isinstance(img, JpegImageFile):
+        img.draft("L", img.size)
+    _load(img, data)
+    return img
+
+
+def decode_luma_band(data: bytes, cfg: DecodeConfig, side: int, pixels: int) -> tuple[Header, np.ndarray]:
+    img, header = _open(data, cfg)
+    factor, rows = band_geometry(img.size, side, pixels)
+    banded = _with_height(data, rows) if isinstance(img, JpegImageFile) and rows < img.height else None
+    loaded = _luma_load(banded, cfg) if banded else _luma_load(data, cfg, img)
+    return header, _band_of(loaded, factor, rows)
+
+
+def decode_grey_and_band(data: bytes, cfg: DecodeConfig, side: int, pixels: int) -> tuple[Header, np.ndarray, np.ndarray]:
+    img, header, stored = _grey_load(data, cfg)
+    grey = _grey_of(img, header, cfg)
+    factor, rows = band_geometry(stored, side, pixels)
+    if img.size == stored:  # loaded at full size: the band is a crop of this load
+        return header, grey, _band_of(img, factor, rows)
+    banded = _with_height(data, rows) if rows < stored[1] else None  # a JPEG the decoder scaled
+    return header, grey, _band_of(_luma_load(banded or data, cfg), factor, rows)
+
+
+def decode_rgb_view(data: bytes, cfg: DecodeConfig, short: int, long: int) -> tuple[Header, np.ndarray]:
+    img, header = _open(data, cfg)
+    w, h = img.size
+    scale = min(1.0, short / min(w, h), long / max(w, h))
+    target = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if isinstance(img, JpegImageFile) and target != img.size:
+        img.draft("RGB", target)
+    _load(img, data)
+    try:
+        rgb = _to_rgb(img)
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        return header, np.asarray(_upright(rgb, _orientation_left(img, header)), dtype=np.uint8)
     except Exception as err:  # noqa: BLE001
         raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None

@@ -1,18 +1,26 @@
 """Decisions over measured units, the decisions group, the manifest and the report.
 
-Contract: ``finalize(store, plan, config)`` reads, for every unit of ``plan``, the columns
-decisions need (never image bytes: the stats group, the images group's id/size/source
-columns, and any other group a rule names), decides every row (``curate.rules.decide``),
-writes the decisions group of generation ``plan.generation`` (one file per unit, aligned
-with the images file), the report, then the manifest (the commit point), then records the
-kept rows in the dedup index (``dedup.index``, whose rows took part in dedup as already
-kept), and then removes files the manifest does not list (older decision generations,
-orphans). Image bytes are never rewritten. Returns the manifest.
+Contract: ``finalize(store, plan, config)`` decides every row of ``plan``'s units and records it:
+1. Rules, a map over units (Ray tasks, or in this process for small outputs: ``ray_adapter
+   .runs_here``): each unit's decision columns are read (never image bytes: the stats group,
+   the images group's id/size/source columns, and any other group a rule names) and only
+   the rows that pass every rule come back, with just what dedup reads (``DEDUP_COLUMNS``:
+   row key, id, hashes, keeper stats; about 150 bytes a row).
+2. Duplicates on the driver over those compact rows (and the dedup index's prior rows):
+   exact by id, near by the hash search (``curate.rules.duplicate_reasons``).
+3. Decisions, a map over units: rules again (deterministic), the unit's duplicates, its
+   decisions file of generation ``plan.generation`` (aligned with its images file), its
+   counts, its funnel and its report sample (at most ``report.max_rows`` rows in all, by a
+   hash of the row key).
+Then the report (exact counts, sampled histograms), the manifest (the commit point), the
+dedup index (after the commit), and removal of files the manifest does not list (older
+decision generations, orphans). Image bytes are never rewritten. Returns the manifest.
 """
 from __future__ import annotations
 
 import functools
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +32,22 @@ import pyarrow.compute as pc
 from curate import ray_adapter
 from curate.config import CurateConfig
 from curate.dedup import near_pairs, near_pairs_distributed
-from curate.dedup.index import load_prior, record
+from curate.dedup.index import index_columns, load_prior, record
+from curate.dedup.keeper import COLUMNS as KEEPER_COLUMNS
 from curate.layout import DECISIONS, IMAGES, REPORT, REPORT_ASSETS, Unit, decisions_version, unit_file
 from curate.manifest import group_version, listed_files, new_manifest, write_manifest
 from curate.progress import progress_bar
 from curate.report import write_report
-from curate.rules import decide
+from curate.report.funnel import funnel, merge_funnels
+from curate.rules import duplicate_reasons, rule_reasons
 from curate.schema import GROUPS, STAT_COLUMNS, conform, group_of, group_schema, set_column, subschema
 from curate.store import Store
 
 IMAGE_META = ["row_key", "id", "source_uri", "source_index", "source_key", "source_offset", "image_format", "width", "height", "caption"]
+# What the duplicate search reads of each row that passed the rules.
+DEDUP_COLUMNS = list(dict.fromkeys(["row_key", *index_columns(), *KEEPER_COLUMNS]))
+# What the report reads (never bytes).
+REPORT_COLUMNS = [c for c in (*IMAGE_META, *STAT_COLUMNS, "decode_error", "error_message", "keep", "reasons", "dup_of")]
 
 
 @dataclass
@@ -73,8 +87,8 @@ def _read_unit(store: Store, plan: Plan, unit: Unit, columns: dict[str, list[str
     return base
 
 
-def decision_inputs(store: Store, plan: Plan, config: CurateConfig) -> pa.Table:
-    """Every row's decision columns, in unit order (no image bytes)."""
+def decision_columns(plan: Plan, config: CurateConfig) -> dict[str, list[str]]:
+    """Per group, the columns decisions read (never image bytes)."""
     columns: dict[str, list[str]] = {IMAGES: IMAGE_META, "stats": ["row_key", *[c for c in GROUPS["stats"] if c != "row_key"]]}
     for rule in config.rules:
         group = group_of(rule.column)
@@ -84,13 +98,12 @@ def decision_inputs(store: Store, plan: Plan, config: CurateConfig) -> pa.Table:
             columns[group] = ["row_key"]
         if rule.column not in columns[group]:
             columns[group].append(rule.column)
-    tables = []
-    with progress_bar("reading stats", len(plan.units)) as advance:
-        for unit in plan.units:
-            tables.append(_read_unit(store, plan, unit, columns))
-            advance()
-    wanted = list(dict.fromkeys(c for cols in columns.values() for c in cols))
-    table = pa.concat_tables(tables) if tables else subschema(wanted).empty_table()
+    return columns
+
+
+def unit_inputs(store: Store, plan: Plan, config: CurateConfig, unit: Unit) -> pa.Table:
+    """One unit's decision columns, with ``reasons`` holding its decode failure."""
+    table = _read_unit(store, plan, unit, decision_columns(plan, config))
     for rule in config.rules:
         if rule.column not in table.column_names:
             table = set_column(table, rule.column, pa.nulls(table.num_rows, subschema([rule.column]).field(0).type))
@@ -98,17 +111,61 @@ def decision_inputs(store: Store, plan: Plan, config: CurateConfig) -> pa.Table:
     return set_column(table, "reasons", reasons)
 
 
-def _write_decisions(store: Store, plan: Plan, decided: pa.Table) -> dict[str, dict]:
-    version = decisions_version(plan.generation)
+def _dedup_inputs(unit: Unit, store: Store, plan: Plan, config: CurateConfig) -> pa.Table:
+    """Pass 1 (per unit): the rows that pass every rule, with only what dedup reads."""
+    table = unit_inputs(store, plan, config, unit)
+    eligible = [not r for r in rule_reasons(table, config)]
+    return table.filter(pa.array(eligible, pa.bool_())).select([c for c in DEDUP_COLUMNS if c in table.column_names])
+
+
+def _write_unit(item: dict, store: Store, plan: Plan, config: CurateConfig) -> dict:
+    """Pass 2 (per unit): rules again (deterministic), the unit's duplicates, its decisions file."""
+    unit = Unit(**item["unit"])
+    table = unit_inputs(store, plan, config, unit)
+    reasons = rule_reasons(table, config)
+    dup_of: list[str | None] = [None] * table.num_rows
+    position = {k: i for i, k in enumerate(table.column("row_key").to_pylist())}
+    for key, reason, of in item["dups"]:
+        i = position[key]
+        reasons[i].append(reason)
+        dup_of[i] = of
+    table = set_column(set_column(table, "reasons", reasons), "keep", [not r for r in reasons])
+    table = set_column(table, "dup_of", dup_of)
     schema = group_schema(DECISIONS)
-    files, offset = {}, 0
-    with progress_bar("writing decisions", len(plan.units)) as advance:
-        for unit in plan.units:
-            part = conform(decided.slice(offset, unit.rows).select(schema.names), schema)
-            files[unit.name] = store.write_parquet(unit_file(DECISIONS, version, unit), part)
-            offset += unit.rows
-            advance()
-    return files
+    info = store.write_parquet(unit_file(DECISIONS, decisions_version(plan.generation), unit), conform(table.select(schema.names), schema))
+    keep = np.array([not r for r in reasons], dtype=bool)
+    sample = _report_sample(table, item["sample_fraction"])
+    return {"unit": unit.name, "file": info, "rows": table.num_rows, "kept": int(keep.sum()),
+            "reasons": Counter(r for rs in reasons for r in rs), "kept_rows": table.filter(pa.array(keep)).select(
+                [c for c in index_columns() if c in table.column_names]) if item["index"] else None,
+            "sample": sample, "funnel": funnel(table, config)}
+
+
+def _report_sample(table: pa.Table, fraction: float) -> pa.Table:
+    """Rows of a unit the report shows: all of them, or a deterministic fraction by row key."""
+    table = table.select([c for c in table.column_names if c in REPORT_COLUMNS])
+    if fraction >= 1:
+        return table
+    keys = table.column("row_key").to_numpy().astype(np.uint64)
+    mixed = (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)
+    return table.filter(pa.array(mixed < np.uint64(fraction * 2**53)))
+
+
+def _map(items: list, fn: Callable, config: CurateConfig, rows: int, label: str) -> list:
+    if ray_adapter.runs_here(config.ray, rows):
+        results = []
+        with progress_bar(label, len(items)) as advance:
+            for item in items:
+                results.append(fn(item))
+                advance()
+        return results
+    ray_adapter.connect(config.ray)
+    return ray_adapter.map_items(items, fn, config.stages.finalize, label=label)
+
+
+def _unit_of(units: list[Unit]) -> Callable[[int], Unit]:
+    starts = np.array([(u.partition << 32) | u.start for u in units], dtype=np.int64)
+    return lambda key: units[int(np.searchsorted(starts, key, side="right")) - 1]
 
 
 def image_fetcher(store: Store, plan: Plan) -> Callable[[dict], bytes | None]:
@@ -136,14 +193,13 @@ def image_fetcher(store: Store, plan: Plan) -> Callable[[dict], bytes | None]:
     return fetch
 
 
-def _write_report(store: Store, decided: pa.Table, config: CurateConfig, fetch) -> None:
-    table = conform(decided.select([c for c in decided.column_names if c in group_schema(IMAGES).names or c in STAT_COLUMNS
-                                    or c in ("keep", "reasons", "dup_of", "decode_error", "error_message")]), strict=False)
+def _write_report(store: Store, sample: pa.Table, config: CurateConfig, fetch, counts: list) -> None:
+    table = conform(sample, strict=False)
     if store.is_local:
-        write_report(store.local_root, table, config, fetch)
+        write_report(store.local_root, table, config, fetch, counts)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        write_report(tmp, table, config, fetch)
+        write_report(tmp, table, config, fetch, counts)
         for path in sorted(Path(tmp).rglob("*")):
             if path.is_file():
                 store.write_bytes(str(path.relative_to(tmp)), path.read_bytes())
@@ -158,10 +214,25 @@ def pair_finder(rows: int, config: CurateConfig) -> Callable:
 
 
 def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
-    inputs = decision_inputs(store, plan, config)
+    rows = sum(u.rows for u in plan.units)
+    dedup_in = _map(plan.units, functools.partial(_dedup_inputs, store=store, plan=plan, config=config), config, rows,
+                    "rules")
+    eligible = pa.concat_tables(dedup_in) if dedup_in else subschema(DEDUP_COLUMNS).empty_table()
     prior = load_prior(config.dedup.index, exclude=store.spec) if config.dedup.index else None
-    decided = decide(inputs, config, pair_finder(inputs.num_rows, config), prior=prior)
-    files = _write_decisions(store, plan, decided)
+    dup_reason, dup_of = duplicate_reasons(eligible, config, pair_finder(eligible.num_rows, config), prior)
+    unit_of = _unit_of(plan.units)
+    dups: dict[str, list] = {u.name: [] for u in plan.units}
+    for key, reason, of in zip(eligible.column("row_key").to_pylist(), dup_reason, dup_of):
+        if reason:
+            dups[unit_of(key).name].append((key, str(reason), of))
+    fraction = min(1.0, config.report.max_rows / max(rows, 1))
+    items = [{"unit": u.as_dict(), "dups": dups[u.name], "sample_fraction": fraction, "index": bool(config.dedup.index)}
+             for u in plan.units]
+    results = _map(items, functools.partial(_write_unit, store=store, plan=plan, config=config), config, rows, "decisions")
+
+    files = {r["unit"]: r["file"] for r in results}
+    reasons = sum((r["reasons"] for r in results), Counter())
+    kept = sum(r["kept"] for r in results)
     decided_with = {"rules": [r.model_dump(mode="json") for r in config.rules], "dedup": config.dedup.model_dump(mode="json"),
                     "prior_rows": 0 if prior is None else prior.num_rows}
     version = decisions_version(plan.generation)
@@ -171,12 +242,17 @@ def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
     manifest = new_manifest(
         input_desc=plan.input_desc, units=plan.units, groups=groups, current_versions=current,
         generation=plan.generation, measured_with=plan.measured_with, decided_with=decided_with,
-        decided=decided, config=config.model_dump(mode="json"),
+        rows={"in": rows, "kept": kept, "rejected": rows - kept}, reasons=dict(sorted(reasons.items())),
+        config=config.model_dump(mode="json"),
     )
-    _write_report(store, decided, config, image_fetcher(store, plan))
+    samples = [r["sample"] for r in results]
+    sample = pa.concat_tables(samples) if samples else subschema(REPORT_COLUMNS).empty_table()
+    _write_report(store, sample, config, image_fetcher(store, plan), merge_funnels([r["funnel"] for r in results], config))
     write_manifest(store, manifest)
     if config.dedup.index:  # after the commit point: the index only ever lists committed outputs
-        record(config.dedup.index, store.spec, plan.generation, decided.filter(pc.fill_null(decided.column("keep"), False)))
+        kept_rows = [r["kept_rows"] for r in results]
+        record(config.dedup.index, store.spec, plan.generation,
+               pa.concat_tables(kept_rows) if kept_rows else subschema(index_columns()).empty_table())
     remove_unlisted(store, manifest)
     return manifest
 
@@ -184,7 +260,7 @@ def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
 def remove_unlisted(store: Store, manifest: dict) -> None:
     """Delete group files of this root that the manifest does not list."""
     listed = listed_files(manifest)
-    for group in {*manifest["groups"], IMAGES, DECISIONS}:
+    for group in {*manifest["groups"], *GROUPS}:
         for rel in store.list(group):
             if rel.endswith(".parquet") and rel not in listed:
                 store.delete(rel)

@@ -15,12 +15,8 @@ Contract:
 """
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.layout import LAYOUT_VERSION, MANIFEST, OutputError, Unit, unit_file
 from curate.schema import SCHEMA_VERSION
@@ -97,16 +93,8 @@ def listed_files(manifest: dict) -> set[str]:
     return out
 
 
-def counts(decided: pa.Table) -> tuple[dict, dict]:
-    reasons = Counter(r for rs in decided.column("reasons").to_pylist() for r in (rs or []))
-    kept = int(pc.sum(pc.cast(pc.fill_null(decided.column("keep"), False), pa.int64())).as_py() or 0)
-    rows = {"in": decided.num_rows, "kept": kept, "rejected": decided.num_rows - kept}
-    return rows, dict(sorted(reasons.items()))
-
-
 def new_manifest(*, input_desc: str, units: list[Unit], groups: dict, current_versions: dict, generation: int,
-                 measured_with: dict, decided_with: dict, decided: pa.Table, config: dict) -> dict:
-    rows, reasons = counts(decided)
+                 measured_with: dict, decided_with: dict, rows: dict, reasons: dict, config: dict) -> dict:
     return {
         "layout_version": LAYOUT_VERSION,
         "schema_version": SCHEMA_VERSION,

@@ -141,9 +141,9 @@ def _measure(todo: list[Partition], store: Store, config: CurateConfig, version:
         return
     items = [{**dataclasses.asdict(p), "members": list(p.members)} for p in work]
     stages = [
-        ray_adapter.Stage(functools.partial(_read_stage, cfg=config.input), config.read_stage),
-        ray_adapter.Stage(StatsStage, config.stats_stage, (config.decode,)),
-        ray_adapter.Stage(functools.partial(write_measured_batch, root=store.spec, stats_version=version), config.write_stage),
+        ray_adapter.Stage(functools.partial(_read_stage, cfg=config.input), config.stages.read),
+        ray_adapter.Stage(StatsStage, config.stages.stats, (config.decode,)),
+        ray_adapter.Stage(functools.partial(write_measured_batch, root=store.spec, stats_version=version), config.stages.write),
     ]
     exit_after = int(os.environ.get(EXIT_HOOK, "0"))
     with progress_bar("committed partitions", len(work)) as advance:

@@ -2,35 +2,46 @@
 
 Contract:
 - ``connect(cfg)`` joins the cluster named by ``cfg.address`` or ``RAY_ADDRESS`` (which is
-  how ``ray job submit`` drivers find theirs), else starts a local Ray with ``cfg.num_cpus``
-  and one-thread math libraries in every worker. Idempotent.
-- ``add_stage(ds, fn, resources, constructor_args)`` appends ``fn`` (a function, or a class
-  whose instances are callables, for stages that hold state) as ``map_batches`` over pyarrow
-  batches, with the CPUs, GPUs, batch size and actor pool size of ``resources``.
-- ``map_items(items, fn, resources)`` runs ``fn(item) -> dict`` over a list as Ray tasks and
-  returns the results in item order.
-- ``stream(items, stages, ray_cfg)`` runs ``stages`` (``Stage``: a batch function or a class of
-  batch callables, its resources, constructor arguments) over ``items`` (one dict per input
+  how ``ray job submit`` drivers find theirs), else starts a local Ray with ``cfg.num_cpus``.
+  Either way every worker gets one-thread math libraries (``ONE_THREAD_ENV``), merged into
+  the job's runtime env: a variable the submitted job sets itself keeps the job's value. A
+  Ray the caller already initialised is used as it is. Idempotent.
+- ``Stage(fn, spec, constructor_args)``: ``fn`` is a batch function (run as Ray tasks;
+  ``spec.actors`` null) or a class whose instances are batch callables (an actor pool of
+  ``spec.pool()`` = (min, max) actors, autoscaling when min < max; each actor builds its
+  instance once, with ``constructor_args``). Under ``spec.on_error == "row"`` (class stages
+  only) a batch that raises is run again row by row, and each row that still raises comes
+  out as its input row with reason ``stage_error`` appended and the exception in
+  ``error_message``: never a crash. ``"fail"``: the exception fails the run. Inconsistent
+  specs are a ``ValueError`` when the ``Stage`` is built.
+- ``stream(items, stages, ray_cfg)`` runs ``stages`` over ``items`` (one dict per input
   partition) and yields the last stage's output batches as they finish. On Ray each stage is
-  a ``map_batches``; when the items hold fewer rows than ``ray_cfg.in_process_below`` (and
-  no cluster is named, none is running here), the same callables run in this process
-  instead: no Ray start for work that fits here, same outputs.
-- ``dataset(items, fn, resources)`` is a streaming Ray Dataset of ``fn(item)`` tables (the
-  one reader's ``to_ray``).
+  a ``map_batches`` with the spec's CPUs, GPUs and batch size; when the items hold fewer rows
+  than ``ray_cfg.in_process_below`` (and no cluster is named, none is running here), the
+  same callables, error policy included, run in this process: no Ray start for work that
+  fits here, same outputs.
+- ``dataset(items, fn, spec)`` is a streaming Ray Dataset of ``fn(item)`` tables (the one
+  reader's ``to_ray``).
+- ``map_items(items, fn, spec)`` runs ``fn(item)`` over a list as Ray tasks and returns the
+  results in item order. ``connected()`` says whether Ray is initialised here.
 Stage code never imports Ray; only this module does.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 import ray
 
-from curate.config import RayConfig, StageResources
+from curate.config import RayConfig, StageSpec
 from curate.progress import progress_bar
+from curate.reasons import Reason
+from curate.schema import set_column
 
 ONE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -38,27 +49,89 @@ ONE_THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "PILLOW_BLOCKS_MAX": "64",
 }
+JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job manager in a submitted driver
+MAX_ERROR_CHARS = 2000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Stage:
     fn: Callable  # batch -> batch (or iterator of batches); or a class whose instances are that
-    resources: StageResources
+    spec: StageSpec
     constructor_args: tuple = ()
+
+    def __post_init__(self):
+        name = getattr(getattr(self.fn, "func", self.fn), "__name__", repr(self.fn))  # functools.partial: its function
+        if isinstance(self.fn, type):
+            if self.spec.actors is None:
+                raise ValueError(f"stage {name} is a class: its spec needs actors (n, or {{min, max}})")
+            return
+        if self.spec.actors is not None:
+            raise ValueError(f"stage {name} is a function (Ray tasks): actors must be null")
+        if self.spec.on_error == "row":
+            raise ValueError(f"stage {name} is a function: on_error: row applies to class stages only")
+        if self.constructor_args:
+            raise ValueError(f"stage {name} is a function: constructor_args apply to class stages only")
+
+
+def _tables(out) -> list[pa.Table]:
+    return [out] if isinstance(out, pa.Table) else list(out)
+
+
+def _concat(pieces: list[pa.Table], like: pa.Table) -> pa.Table:
+    if not pieces:
+        return like.schema.empty_table()
+    return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces, promote_options="permissive")
+
+
+def _stage_error_row(row: pa.Table, message: str) -> pa.Table:
+    prior = row.column("reasons").to_pylist()[0] if "reasons" in row.column_names else None
+    row = set_column(row, "reasons", [[*(prior or []), str(Reason.STAGE_ERROR)]])
+    return set_column(row, "error_message", [message[:MAX_ERROR_CHARS]])
+
+
+class RowErrors:
+    """A class stage under ``on_error: row`` (module doc): built once per actor, like the stage."""
+
+    def __init__(self, cls: type, constructor_args: tuple = ()):
+        self.name = cls.__name__
+        self.call = cls(*constructor_args)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            return _concat(_tables(self.call(batch)), batch)
+        except Exception:  # noqa: BLE001 -- the policy: find the rows that raise
+            log.warning("stage %s raised on a batch of %d rows; retrying row by row", self.name, batch.num_rows)
+        pieces = []
+        for i in range(batch.num_rows):
+            row = batch.slice(i, 1)
+            try:
+                pieces.extend(_tables(self.call(row)))
+            except Exception as err:  # noqa: BLE001
+                pieces.append(_stage_error_row(row, f"stage {self.name} raised {type(err).__name__}: {err}"))
+        return _concat(pieces, batch)
+
+
+def _callable(stage: Stage) -> Callable:
+    """The stage's batch callable in this process (what one Ray task or actor runs)."""
+    if not isinstance(stage.fn, type):
+        return stage.fn
+    if stage.spec.on_error == "row":
+        return RowErrors(stage.fn, stage.constructor_args)
+    return stage.fn(*stage.constructor_args)
 
 
 def _in_process(items: list[dict], stages: list[Stage]) -> Iterator:
-    import pyarrow as pa
-
-    calls = [s.fn(*s.constructor_args) if isinstance(s.fn, type) else s.fn for s in stages]
+    calls = [_callable(s) for s in stages]
 
     def run(batch, depth: int):
         if depth == len(calls):
             yield batch
             return
         out = calls[depth](batch)
-        for piece in ([out] if isinstance(out, pa.Table) else out):
-            size = stages[depth + 1].resources.batch_size if depth + 1 < len(stages) else None
+        size = stages[depth + 1].spec.batch_size if depth + 1 < len(stages) else None
+        for piece in [out] if isinstance(out, pa.Table) else out:
             if size is None or piece.num_rows <= size:
                 yield from run(piece, depth + 1)
             else:
@@ -69,22 +142,38 @@ def _in_process(items: list[dict], stages: list[Stage]) -> Iterator:
         yield from run(pa.Table.from_pylist([item]), 0)
 
 
-def stream(items: list[dict], stages: list[Stage], cfg: RayConfig) -> Iterator:
+def runs_here(cfg: RayConfig, rows: int) -> bool:
+    """Whether work over ``rows`` rows runs in this process: no cluster named or running, and small."""
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    return not ray.is_initialized() and not address and rows < cfg.in_process_below
+
+
+def stream(items: list[dict], stages: list[Stage], cfg: RayConfig) -> Iterator:
     rows = sum(int(item.get("rows", 1)) for item in items)
-    if not ray.is_initialized() and not address and rows < cfg.in_process_below:
+    if runs_here(cfg, rows):
         yield from _in_process(items, stages)
         return
     connect(cfg)
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     for s in stages:
-        ds = add_stage(ds, s.fn, s.resources, s.constructor_args)
+        ds = add_stage(ds, s)
     yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
-def dataset(items: list[dict], fn: Callable, resources: StageResources) -> "ray.data.Dataset":
+def dataset(items: list[dict], fn: Callable, spec: StageSpec) -> "ray.data.Dataset":
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    return add_stage(ds, fn, resources)
+    return add_stage(ds, Stage(fn, spec))
+
+
+def worker_env() -> dict[str, str]:
+    """``ONE_THREAD_ENV`` less the variables a submitted job's runtime env already sets."""
+    job = json.loads(os.environ.get(JOB_CONFIG_VAR) or "{}")
+    taken = set(((job.get("runtime_env") or {}).get("env_vars") or {}))
+    return {k: v for k, v in ONE_THREAD_ENV.items() if k not in taken}
+
+
+def connected() -> bool:
+    return ray.is_initialized()
 
 
 def connect(cfg: RayConfig) -> None:
@@ -93,16 +182,17 @@ def connect(cfg: RayConfig) -> None:
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": worker_env()}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return
-    ray.init(
-        address="local",  # our own Ray, even if a `ray start` cluster runs on this machine
-        num_cpus=cfg.num_cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": ONE_THREAD_ENV},
-    )
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
+    else:
+        ray.init(
+            address="local",  # our own Ray, even if a `ray start` cluster runs on this machine
+            num_cpus=cfg.num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
+        )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("REFINERY_PROGRESS", "1") != "0"
 
@@ -111,36 +201,23 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def add_stage(
-    ds: "ray.data.Dataset",
-    fn: Callable,
-    resources: StageResources,
-    constructor_args: tuple = (),
-) -> "ray.data.Dataset":
-    common = dict(
-        batch_size=resources.batch_size,
-        batch_format="pyarrow",
-        num_cpus=resources.num_cpus,
-        num_gpus=resources.num_gpus or None,
-    )
-    if isinstance(fn, type):
-        return ds.map_batches(
-            fn,
-            fn_constructor_args=constructor_args,
-            compute=ray.data.ActorPoolStrategy(size=resources.actors or 1),
-            **common,
-        )
-    if constructor_args:
-        raise ValueError("constructor_args only apply to class stages")
-    return ds.map_batches(fn, **common)
+def add_stage(ds: "ray.data.Dataset", stage: Stage) -> "ray.data.Dataset":
+    spec = stage.spec
+    common = dict(batch_size=spec.batch_size, batch_format="pyarrow", num_cpus=spec.num_cpus, num_gpus=spec.num_gpus or None)
+    if not isinstance(stage.fn, type):
+        return ds.map_batches(stage.fn, **common)
+    low, high = spec.pool()
+    fn, args = (RowErrors, (stage.fn, stage.constructor_args)) if spec.on_error == "row" else (stage.fn, stage.constructor_args)
+    pool = ray.data.ActorPoolStrategy(min_size=low, max_size=high)
+    return ds.map_batches(fn, fn_constructor_args=args, compute=pool, **common)
 
 
 def _apply(fn: Callable, item):
     return fn(item)
 
 
-def map_items(items: Iterable, fn: Callable, resources: StageResources, label: str = "tasks") -> list:
-    task = ray.remote(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)(_apply)
+def map_items(items: Iterable, fn: Callable, spec: StageSpec, label: str = "tasks") -> list:
+    task = ray.remote(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus)(_apply)
     fn_ref = ray.put(fn)
     refs = [task.remote(fn_ref, item) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"              # file or value over input.max_file_bytes: never read past the budget
     PATH_NOT_ALLOWED = "path_not_allowed"  # reference or symlink outside the input and input.allowed_roots
     TOO_COMPLEX = "too_complex"          # decode work over budget (JPEG scans, decode time): not decoded
+    STAGE_ERROR = "stage_error"          # a stage raised on this row (on_error: row); the exception in error_message
     # Rules over stats.
     TOO_SMALL = "too_small"
     BAD_ASPECT = "bad_aspect"
@@ -44,6 +45,7 @@ DECODE_FAILURES = frozenset(
         Reason.TOO_LARGE,
         Reason.PATH_NOT_ALLOWED,
         Reason.TOO_COMPLEX,
+        Reason.STAGE_ERROR,
     }
 )
 
@@ -58,6 +60,7 @@ DESCRIPTIONS = {
     Reason.TOO_LARGE: "file over the byte budget (input.max_file_bytes); not read",
     Reason.PATH_NOT_ALLOWED: "points outside the input and input.allowed_roots; not read",
     Reason.TOO_COMPLEX: "decoding would take too much work (JPEG scans, time budget); not decoded",
+    Reason.STAGE_ERROR: "a stage raised on this row",
     Reason.TOO_SMALL: "below the minimum resolution",
     Reason.BAD_ASPECT: "aspect ratio outside the allowed range",
     Reason.BLURRY: "clarity (variance of the Laplacian) below threshold",

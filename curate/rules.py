@@ -19,15 +19,20 @@ import pyarrow.compute as pc
 
 from curate.config import CurateConfig, Rule
 from curate.dedup import dedup_decisions, near_pairs
+from curate.dedup.graph import NO_COLOUR
 from curate.dedup.keeper import table_rank
+from curate.filters.colour import mirror_colour
 from curate.reasons import DECODE_FAILURES
 from curate.schema import set_column
 
 # Near duplicates: entry x of one row against entry y of the other when NEAR_DUP_COMPARED[x][y];
 # pHashes within dedup.radius and the dHashes of the same two frames within dedup.confirm_radius.
 # Whole frame against whole frame, centre crops and mirror; crops never against crops or mirror.
+# And the colour signatures (stat_colorhash, per entry: the whole frame's, mirrored for the
+# mirror entry) within dedup.color_radius (curate.filters.colour): every check must pass.
 NEAR_DUP_HASHES = ("stat_phash", "stat_phash_c95", "stat_phash_c90", "stat_phash_mirror")
 NEAR_DUP_CONFIRM = ("stat_dhash", "stat_dhash_c95", "stat_dhash_c90", "stat_dhash_mirror")
+NEAR_DUP_COLOUR = "stat_colorhash"
 NEAR_DUP_COMPARED = np.array(
     [[True, True, True, True], [True, False, False, False], [True, False, False, False], [True, False, False, False]]
 )
@@ -72,32 +77,64 @@ def hash_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return phash, confirm, has_phash
 
 
-def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs, prior: pa.Table | None = None) -> pa.Table:
+def colour_arrays(table: pa.Table) -> np.ndarray:
+    """Colour signature per near-dup entry ``(n, k)`` (``NO_COLOUR`` where a row, or the file, has none)."""
+    n, k = table.num_rows, len(NEAR_DUP_HASHES)
+    if NEAR_DUP_COLOUR not in table.column_names:
+        return np.full((n, k), NO_COLOUR, dtype=np.uint64)
+    col = table.column(NEAR_DUP_COLOUR)
+    missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    sig = pc.fill_null(col, 0).to_numpy(zero_copy_only=False).astype(np.uint64)
+    out = np.stack([sig] * (k - 1) + [mirror_colour(sig)], axis=1)  # the last entry is the mirror's
+    out[missing] = NO_COLOUR
+    return out
+
+
+def rule_reasons(table: pa.Table, config: CurateConfig) -> list[list[str]]:
+    """Per row: its decode failure, then the reason of every rule it violates, in config order."""
     reasons = decode_reasons(table)
     decoded = np.array([not r for r in reasons], dtype=bool)  # rules judge only rows that decoded
     for rule in config.rules:
         for i in np.flatnonzero(rule_violations(table, rule) & decoded):
             if str(rule.reason) not in reasons[i]:
                 reasons[i].append(str(rule.reason))
-    eligible = np.array([not r for r in reasons], dtype=bool)
+    return reasons
+
+
+def duplicate_reasons(
+    table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs, prior: pa.Table | None = None
+) -> tuple[list[str | None], list[str | None]]:
+    """Duplicate reason and ``dup_of`` per row of ``table``, all of whose rows take part (eligible)."""
     phash, confirm, has_phash = hash_arrays(table)
+    colour = colour_arrays(table)
     rank = table_rank(table, config.dedup.keeper)  # which copy of a near-duplicate group is kept
     ids = table.column("id").to_pylist()
+    eligible = np.ones(table.num_rows, dtype=bool)
     n_prior = 0 if prior is None else prior.num_rows
     if n_prior:  # rows kept by earlier runs (curate.dedup.index): first in order, always the keepers
         p_phash, p_confirm, p_has = hash_arrays(prior)
         phash, confirm = np.concatenate([p_phash, phash]), np.concatenate([p_confirm, confirm])
+        colour = np.concatenate([colour_arrays(prior), colour])
         has_phash = np.concatenate([p_has, has_phash])
         rank = np.concatenate([np.full(n_prior, np.inf), np.asarray(rank, dtype=np.float64)])
         eligible = np.concatenate([np.ones(n_prior, dtype=bool), eligible])
         ids = prior.column("id").to_pylist() + ids
     dup_reason, dup_of = dedup_decisions(
-        ids, phash, has_phash, rank, eligible, config.dedup, pair_finder, confirm, NEAR_DUP_COMPARED,
+        ids, phash, has_phash, rank, eligible, config.dedup, pair_finder, confirm, NEAR_DUP_COMPARED, colour,
     )
-    dup_reason, dup_of = dup_reason[n_prior:], dup_of[n_prior:]
-    for i, reason in enumerate(dup_reason):
-        if reason:
-            reasons[i].append(str(reason))
+    return dup_reason[n_prior:], dup_of[n_prior:]
+
+
+def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs, prior: pa.Table | None = None) -> pa.Table:
+    reasons = rule_reasons(table, config)
+    eligible = np.flatnonzero([not r for r in reasons])
+    dup_of: list[str | None] = [None] * table.num_rows
+    if len(eligible):
+        dup_reason, eligible_dup_of = duplicate_reasons(table.take(eligible), config, pair_finder, prior)
+        for i, reason, of in zip(eligible.tolist(), dup_reason, eligible_dup_of):
+            if reason:
+                reasons[i].append(str(reason))
+                dup_of[i] = of
     table = set_column(table, "reasons", reasons)
     table = set_column(table, "keep", [not r for r in reasons])
     return set_column(table, "dup_of", dup_of)

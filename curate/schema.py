@@ -95,6 +95,7 @@ STAT_FIELDS = [
     pa.field("stat_dhash_c95", pa.uint64()),
     pa.field("stat_dhash_c90", pa.uint64()),
     pa.field("stat_dhash_mirror", pa.uint64()),
+    pa.field("stat_colorhash", pa.uint64()),
 ]
 
 _BASE_FIELDS = [

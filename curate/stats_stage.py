@@ -5,16 +5,19 @@ Contract: ``StatsStage(cfg)(batch)`` takes a pyarrow batch with at least ``image
 ``stat_*`` columns, ``reasons`` and ``error_message`` filled. A row that already carries a
 reason (the reader could not get its bytes) passes through untouched; a row whose image
 fails to decode gets that ``Reason`` and null stats (a null image without a reason counts
-as ``empty_file``). Every filter measures the one reduced grey decode of ``decode_grey``.
-It never raises for bad images.
+as ``empty_file``). Each image is decoded once per view its filters declare
+(``curate.filters.base``: ``grey``, ``luma_hr``, ``rgb``), up front, shared by every filter;
+views no filter declares are not decoded (with none declared, ``grey`` is, as the check that
+the pixels decode). It never raises for bad images.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
 from curate.config import DecodeConfig
-from curate.decode import DecodeError, decode_grey
+from curate.decode import DecodeError
 from curate.filters import Filter, ImageView, default_filters
+from curate.filters.base import VIEWS
 from curate.schema import set_column
 
 
@@ -23,17 +26,19 @@ class StatsStage:
         self.cfg = cfg
         self.filters = filters if filters is not None else default_filters()
         self.stat_columns = [c for f in self.filters for c in f.columns]
+        declared = {f.view for f in self.filters if f.view is not None}
+        self.views = tuple(v for v in VIEWS if v in declared)
 
     def measure_one(self, data: bytes | None) -> tuple[dict, str | None, str | None]:
         """Return (values, reason, error message) for one image's bytes."""
         try:
-            header, grey = decode_grey(data or b"", self.cfg)
-        except DecodeError as err:
+            view = ImageView.decode(data or b"", self.cfg, self.views)
+            header = view.header
+            values: dict = {"image_format": header.format, "width": header.width, "height": header.height}
+            for f in self.filters:
+                values.update(f.measure(view))
+        except DecodeError as err:  # a declared view's decode, or an undeclared one a filter read
             return {}, str(err.reason), err.message
-        values: dict = {"image_format": header.format, "width": header.width, "height": header.height}
-        view = ImageView(header, grey, data or b"")
-        for f in self.filters:
-            values.update(f.measure(view))
         return values, None, None
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -18,10 +18,11 @@ from photos import blurred, bomb_png, brightness, encode, photo, scaled
 
 TEST_CONFIG = """
 input: {files_per_partition: 4, read_batch_rows: 3}
-read_stage: {num_cpus: 0.25, batch_size: 1, actors: null}
-stats_stage: {num_cpus: 0.5, batch_size: 4, actors: 2}
-write_stage: {num_cpus: 0.25, batch_size: 4, actors: null}
-finalize_stage: {num_cpus: 0.5, batch_size: 1, actors: null}
+stages:
+  read: {num_cpus: 0.25, batch_size: 1, actors: null}
+  stats: {num_cpus: 0.5, batch_size: 4, actors: 2}
+  write: {num_cpus: 0.25, batch_size: 4, actors: null}
+  finalize: {num_cpus: 0.5, batch_size: 1, actors: null}
 rules:
   - {column: stat_short_side, min: 256, reason: too_small}
   - {column: stat_aspect, max: 3.0, reason: bad_aspect}

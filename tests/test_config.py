@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from curate.config import DEFAULT_CONFIG, ConfigError, load_config
+import yaml
+
+from curate.config import DEFAULT_CONFIG, ConfigError, CurateConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
@@ -32,7 +34,13 @@ def test_no_config_means_the_bundled_default():
         ("rules:\n  - {column: caption, min: 1, reason: blurry}\n", "not numeric"),
         ("rules:\n  - {column: stat_clarity, reason: blurry}\n", "needs min or max"),
         ("rules:\n  - {column: stat_phash, min: 1, reason: blurry}\n", "is a hash"),
-        ("stats_stage: {num_cpu: 1}\n", "num_cpu"),
+        ("stages: {stats: {num_cpu: 1}}\n", "num_cpu"),
+        ("stages: {stat: {num_cpus: 1}}\n", r"stages\.stat\s+Extra inputs"),
+        ("stages: {stats: {actors: {min: 4, max: 2}}}\n", r"actors.min \(4\) must be <= actors.max \(2\)"),
+        ("stages: {stats: {actors: 0}}\n", "greater than or equal to 1"),
+        ("stages: {stats: {on_error: skip}}\n", "on_error"),
+        ("stats_stage: {num_cpus: 1}\n", r"stats_stage -> stages.stats"),
+        ("read_stage: {num_cpus: 1}\nwrite_stage: {}\n", r"read_stage -> stages.read, write_stage -> stages.write"),
         ("dedup: {radius: 99}\n", "radius"),
         ("decode: [1, 2\n", "not valid YAML"),
     ],
@@ -42,6 +50,16 @@ def test_config_mistakes_are_clear_errors(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_the_model_defaults_are_the_bundled_yaml():
+    """One source of defaults: default.yaml spells the model's defaults (rules: the model reads them from it)."""
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    model = CurateConfig().model_dump(mode="json")
+    assert raw["stages"] == model["stages"] and raw["ray"] == model["ray"]  # every field spelled out
+    for section in raw:
+        assert getattr(CurateConfig.model_validate({section: raw[section]}), section) == getattr(CurateConfig(), section), section
+    assert CurateConfig() == load_config(None)
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 from curate.config import load_config
 from curate.dedup import dedup_decisions
 from curate.reasons import Reason
-from curate.rules import NEAR_DUP_COMPARED, NEAR_DUP_CONFIRM, NEAR_DUP_HASHES
+from curate.rules import NEAR_DUP_COMPARED, NEAR_DUP_CONFIRM, NEAR_DUP_HASHES, colour_arrays
 from curate.stats_stage import StatsStage
 
 EXACT, NEAR = Reason.EXACT_DUPLICATE.value, Reason.NEAR_DUPLICATE.value
@@ -58,7 +58,8 @@ def test_copies_of_real_photos_cluster_together_and_different_photos_do_not():
     """Recompressed, resized and slightly cropped copies, hashed by the real stats stage.
 
     The hashes are what the pipeline compares (``curate.rules.NEAR_DUP_HASHES``: whole-frame
-    pHash against centre-crop and mirror pHashes, confirmed by the dHashes of the same frames). pHash survives recompression and
+    pHash against centre-crop and mirror pHashes, confirmed by the dHashes of the same frames
+    and the colour signatures, ``curate.rules.colour_arrays``). pHash survives recompression and
     resizing (0-2 bits) but moves fast under crops. Measured on these 9 photos with 6 random
     copies each at radius 4, photos whose copies all joined one cluster: crops up to 2 % of
     each side 9/9 (whole-frame pHash alone 8-9/9), 5 % 7/9 (pHash alone 3/9), 10 % 2/9
@@ -83,7 +84,8 @@ def test_copies_of_real_photos_cluster_together_and_different_photos_do_not():
     ids = [hashlib.sha256(d).hexdigest() for d in data]
     n = len(ids)
     reasons, dup_of = dedup_decisions(
-        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED
+        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED,
+        colour_arrays(stats),
     )
     photo_of_id = {i: p for i, p in zip(ids, photo)}
     for name in set(photo):
@@ -114,7 +116,8 @@ def _decide_default(data: list[bytes]) -> tuple[list, list, list[str]]:
     ids = [hashlib.sha256(d).hexdigest() for d in data]
     n = len(ids)
     reasons, dup_of = dedup_decisions(
-        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED
+        ids, phash, np.ones(n, bool), pixels, np.ones(n, bool), load_config().dedup, None, confirm, NEAR_DUP_COMPARED,
+        colour_arrays(stats),
     )
     return reasons, dup_of, ids
 

@@ -8,7 +8,7 @@ import pytest
 from curate.config import DedupConfig
 from curate.dedup import clusters, dedup_decisions
 from curate.dedup.clusters import SearchStats, components, near_components
-from curate.dedup.graph import HashGraph
+from curate.dedup.graph import NO_COLOUR, HashGraph
 from curate.dedup.mih import near_pairs
 from dedup_inputs import flips, reference_pairs
 
@@ -25,6 +25,15 @@ def clustered(rng: np.random.Generator, m: int, k: int, centres: int, max_flips:
     return np.stack([base[rng.integers(0, centres, size=m)] ^ flips(rng, m, max_flips) for _ in range(k)], axis=1)
 
 
+def coloured(rng: np.random.Generator, m: int, k: int, centres: int) -> np.ndarray:
+    """Colour signatures per entry near a few centres (levels moved by 0-4), some rows without one."""
+    base = rng.integers(0, 32, size=(centres, 12))
+    levels = np.clip(base[rng.integers(0, centres, size=m)] + rng.integers(-4, 5, size=(m, 12)), 0, 31)
+    sig = np.bitwise_or.reduce(levels.astype(np.uint64) << (np.arange(11, -1, -1, dtype=np.uint64) * np.uint64(5)), axis=1)
+    sig[rng.random(m) < 0.1] = NO_COLOUR
+    return np.repeat(sig[:, None], k, axis=1)
+
+
 @pytest.mark.parametrize("search", ["planned", "forced_mih"])
 def test_components_equal_brute_force_on_random_and_dense_inputs(search, monkeypatch):
     if search == "forced_mih":  # small inputs would take the all-pairs path; force the bucket search
@@ -39,7 +48,10 @@ def test_components_equal_brute_force_on_random_and_dense_inputs(search, monkeyp
         phash = clustered(rng, m, k, centres, int(rng.integers(0, 8)))
         confirm = clustered(rng, m, k, centres, int(rng.integers(0, 8))) if trial % 3 else None
         compared = rng.random((k, k)) < 0.6 if trial % 2 else None
-        graph = HashGraph.from_rows(phash, confirm, int(rng.integers(0, 10)), int(rng.integers(0, 12)), compared)
+        colour, color_radius = (coloured(rng, m, k, centres), int(rng.integers(0, 6))) if trial % 4 else (None, None)
+        graph = HashGraph.from_rows(
+            phash, confirm, int(rng.integers(0, 10)), int(rng.integers(0, 12)), compared, colour, color_radius
+        )
         assert np.array_equal(near_components(graph), brute_labels(graph)), (trial, m, k, cap)
 
 

@@ -17,12 +17,16 @@ from PIL import Image
 from photos import encode, photo
 
 from curate.decode import DecodeError, decode_rgb
+from curate.filters import default_filters
 from curate.reasons import Reason
 from curate.schema import STAT_COLUMNS
 from curate.stats_stage import StatsStage
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+# Columns a filter declares may be null for a decoded image (e.g. no JPEG quality for a GIF,
+# no upscale estimate below one 64-px tile): every other stat must be filled.
+NULLABLE = frozenset(c for f in default_filters() for c in getattr(f, "nullable", ()))
 
 
 # ---------------------------------------------------------------- builders
@@ -353,7 +357,7 @@ def test_stats_stage(make, expected):
         rgb = decode_rgb(data)
         assert row["reasons"] == [] and row["error_message"] is None
         assert (row["width"], row["height"]) == rgb.size
-        assert all(row[c] is not None for c in STAT_COLUMNS)
+        assert [c for c in STAT_COLUMNS if row[c] is None and c not in NULLABLE] == []
         assert np.isfinite(row["stat_clarity"])
 
 

@@ -32,7 +32,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(
         TEST_CONFIG.replace("files_per_partition: 4", "files_per_partition: 2").replace(
-            "write_stage: {num_cpus: 0.25, batch_size: 4", "write_stage: {num_cpus: 0.25, batch_size: 2"
+            "write: {num_cpus: 0.25, batch_size: 4", "write: {num_cpus: 0.25, batch_size: 2"
         )
         + "ray: {in_process_below: 0}\n"
     )

@@ -78,3 +78,20 @@ def test_output_to_s3_with_the_same_commit_protocol(s3_uri, tmp_path, local_ray)
     manifest = retune(target, loose)
     assert manifest["generation"] == 1 and not store.list("decisions/g0")
     assert curate.open(target).read(["keep"]).column("keep").to_pylist().count(True) == manifest["rows"]["kept"]
+
+
+def test_a_second_run_into_s3_dedups_against_the_first_through_an_index_on_s3(s3_uri, tmp_path, local_ray):
+    import yaml
+
+    query = s3_uri.split("?", 1)[1]
+    raw = yaml.safe_load(TEST_CONFIG)
+    raw["dedup"]["index"] = f"s3://curation-input/dedup-index?{query}"
+    config = CurateConfig.model_validate(raw)
+    first = run(s3_uri, f"s3://curation-input/run1?{query}", config)
+    second = run(s3_uri, f"s3://curation-input/run2?{query}", config)  # the same images again
+    assert second.manifest["rows"]["in"] == first.manifest["rows"]["in"] and second.manifest["rows"]["kept"] == 0
+    kept_first = set(curate.open(f"s3://curation-input/run1?{query}").read(["id"], where="keep").column("id").to_pylist())
+    again = curate.open(f"s3://curation-input/run2?{query}").read(["id", "reasons", "dup_of"]).to_pylist()
+    for row in again:
+        if row["id"] in kept_first:
+            assert row["reasons"][-1] == "exact_duplicate" and row["dup_of"] == row["id"]

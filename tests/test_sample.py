@@ -1,7 +1,8 @@
 """The bundled sample dataset: layouts, captions, determinism, and that its labels are true.
 
-The label check runs the real stats stage and the default rules on every sample (no Ray):
-decode failures and rule reasons must be exactly the manifest's; duplicates must pass the
+The label check reads the sample through the real reader and runs the real stats stage and
+the default rules on every sample (no Ray): read/decode failures and rule reasons must be
+exactly the manifest's; duplicates must pass the
 rules and be within (near) or equal to (exact) their original, and every other pair of
 decodable samples must be farther apart than the dedup radius, so dedup can flag nothing
 the manifest does not expect. Where ``curate.rules.decide`` imports (it needs
@@ -11,8 +12,8 @@ that test is skipped, naming the import error.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import tarfile
 from itertools import combinations
 from pathlib import Path
@@ -22,7 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate.config import Rule, load_config
+from curate.config import DecodeConfig, InputConfig, Rule, load_config
+from curate.decode import decode_rgb
+from curate.readers import READ_SCHEMA, list_partitions, read_partition
 from curate.reasons import DECODE_FAILURES, Reason
 from curate.sample import LAYOUTS, MANIFEST_NAME, SampleManifest, build_sample
 from curate.schema import conform
@@ -36,7 +39,14 @@ else:
     _DECIDE_MISSING = ""
 
 DUPLICATES = {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE}
-NOT_IN_SAMPLE = {Reason.READ_ERROR}  # a source that cannot be read is not a file one can ship
+# Reasons no shipped file can carry, and why; each is covered elsewhere.
+NOT_IN_SAMPLE = {
+    Reason.READ_ERROR: "a source that fails to read is not a file one can ship (tests/test_readers_*.py)",
+    Reason.STAGE_ERROR: "a stage raising on a row is a bug in the stage, not a property of a file "
+    "(tests/test_ray_adapter.py)",
+    Reason.TOO_LARGE: "needs a file over input.max_file_bytes (64 MiB) and the sample stays under 4 MB: "
+    "test_a_small_byte_budget_makes_the_largest_samples_too_large reads it under a small budget",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +59,22 @@ def built(tmp_path_factory) -> dict[str, tuple[Path, SampleManifest]]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+    """Every file's bytes; a symlink's target, never followed (the sample's link points outside)."""
+    return {p.name: f"-> {os.readlink(p)}".encode() if p.is_symlink() else p.read_bytes() for p in sorted(root.iterdir())}
 
 
 def _folder_images(root: Path, manifest: SampleManifest) -> dict[str, bytes]:
-    return {e.key: (root / e.filename).read_bytes() for e in manifest.entries}
+    """The bytes of every sample that is a file (not a link)."""
+    return {e.key: (root / e.filename).read_bytes() for e in manifest.entries if e.link is None}
+
+
+def _read(root: Path, manifest: SampleManifest, cfg: InputConfig = InputConfig()) -> dict[str, dict]:
+    """Sample key -> its row as the real reader yields it (``curate.readers``) from ``root``."""
+    table = pa.concat_tables([b for p in list_partitions(str(root), cfg) for b in read_partition(p, cfg)])
+    where = {(e.container or e.filename, e.index if e.container else 0): e.key for e in manifest.entries}
+    rows = {where[(os.path.basename(r["source_uri"]), r["source_index"])]: r for r in table.to_pylist()}
+    assert len(rows) == table.num_rows == len(manifest.entries)
+    return rows
 
 
 def test_manifest_size_coverage_and_file(built):
@@ -63,7 +84,12 @@ def test_manifest_size_coverage_and_file(built):
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     assert all("." not in k and "/" not in k for k in keys)  # WebDataset keys
     covered = set().union(*manifest.expected.values())
-    assert covered == set(Reason) - NOT_IN_SAMPLE
+    assert covered == set(Reason) - set(NOT_IN_SAMPLE)
+    assert set().union(*built["parquet"][1].expected.values()) == covered
+    # A tar member can only link inside its tar: the tar layout has no reference out of the input.
+    assert set().union(*built["tar"][1].expected.values()) == covered - {Reason.PATH_NOT_ALLOWED}
+    links = [e for e in manifest.entries if e.link is not None]
+    assert [e.expected for e in links] == [frozenset({Reason.PATH_NOT_ALLOWED})]
     kept = [e for e in manifest.entries if not e.expected]
     assert len(kept) >= 15 and all(e.variant == "original" for e in kept)
     assert SampleManifest.load(root / MANIFEST_NAME) == manifest
@@ -86,6 +112,10 @@ def test_folder_layout_has_image_caption_and_sidecar(built):
         meta = json.loads((root / f"{e.key}.json").read_text())
         assert meta == {"caption": e.caption, "variant": e.variant, "source_photo": e.source_photo}
         assert e.container is None
+        assert (root / e.filename).is_symlink() == (e.link is not None)
+        if e.link is not None:
+            assert os.readlink(root / e.filename) == e.link and not os.path.isabs(e.filename)
+            assert not Path(e.link).resolve().is_relative_to(root.resolve())
 
 
 def test_tar_layout_is_two_webdataset_shards(built):
@@ -120,14 +150,15 @@ def test_parquet_layout_is_two_files_with_image_caption_key(built):
     rows = 0
     for part in parts:
         table = pq.read_table(part)
-        assert table.column_names == ["key", "image", "caption"]
+        assert table.column_names == ["key", "image", "path", "caption"]
         assert table.schema.field("image").type == pa.binary()
         entries = {e.key: e for e in manifest.entries if e.container == part.name}
         assert table.column("key").to_pylist() == sorted(entries, key=lambda k: entries[k].index)
-        for key, image, caption in zip(*(table.column(c).to_pylist() for c in ("key", "image", "caption"))):
-            assert image == originals[key] and caption == entries[key].caption and caption
+        for key, image, path, caption in zip(*(table.column(c).to_pylist() for c in ("key", "image", "path", "caption"))):
+            assert caption == entries[key].caption and caption
+            assert (image, path) == ((None, entries[key].link) if entries[key].link else (originals[key], None))
         rows += table.num_rows
-    assert rows == len(originals)
+    assert rows == len(folder_manifest.entries) == len(manifest.entries)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -152,6 +183,36 @@ def test_unknown_layout_is_an_error(tmp_path):
         build_sample(tmp_path, "zip")
 
 
+# --------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_reader_gets_every_file_and_refuses_the_link_unopened(built, layout):
+    root, manifest = built[layout]
+    files = _folder_images(*built["folder"])
+    links = {e.key: e.link for e in manifest.entries}
+    for key, row in _read(root, manifest).items():
+        if links[key] is None:
+            assert row["reasons"] == [] and row["image"] == files[key], key
+        else:
+            assert row["reasons"] == [Reason.PATH_NOT_ALLOWED] and row["image"] is None
+            assert "outside the allowed roots" in row["error_message"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_small_byte_budget_makes_the_largest_samples_too_large(built, layout):
+    root, manifest = built[layout]
+    files = _folder_images(*built["folder"])
+    budget = sorted(len(data) for data in files.values())[-3]
+    over = {key for key, data in files.items() if len(data) > budget}
+    assert len(over) == 2  # the two largest files, whatever layout holds them
+    rows = _read(root, manifest, InputConfig(max_file_bytes=budget))
+    assert {key for key, row in rows.items() if row["reasons"] == [Reason.TOO_LARGE]} == over
+    for key in over:
+        assert rows[key]["image"] is None and str(budget) in rows[key]["error_message"]
+    assert all(rows[key]["image"] == data for key, data in files.items() if key not in over)
+
+
 # --------------------------------------------------------------------------- labels
 
 
@@ -165,16 +226,17 @@ def _rule_reasons(row: dict, rules: list[Rule]) -> set[Reason]:
     return out
 
 
-def _measure(root: Path, manifest: SampleManifest) -> dict[str, dict]:
+def _measured(root: Path, manifest: SampleManifest) -> pa.Table:
+    """The sample as the pipeline measures it: read by the real reader (in manifest order), then
+    the stats stage under the default config."""
     cfg = load_config()
-    images = [(root / e.filename).read_bytes() for e in manifest.entries]
-    reasons = pa.array([[]] * len(images), pa.list_(pa.string()))
-    batch = pa.table({"image": pa.array(images, pa.binary()), "reasons": reasons})
-    table = StatsStage(cfg.decode)(batch)
-    rows = table.to_pylist()
-    for row, data in zip(rows, images):
-        row["id"] = hashlib.sha256(data).hexdigest()
-    return {e.key: row for e, row in zip(manifest.entries, rows)}
+    read = _read(root, manifest, cfg.input)
+    table = pa.Table.from_pylist([read[e.key] for e in manifest.entries], schema=READ_SCHEMA)
+    return StatsStage(cfg.decode)(table.drop_columns(["_partition", "_seq"]))
+
+
+def _measure(root: Path, manifest: SampleManifest) -> dict[str, dict]:
+    return dict(zip((e.key for e in manifest.entries), _measured(root, manifest).to_pylist()))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -215,19 +277,8 @@ def test_default_config_gives_the_expected_reasons(tmp_path, seed):
 
 
 def _stats_table(root: Path, manifest: SampleManifest) -> pa.Table:
-    """The folder sample as the pipeline hands it to ``decide``: measured, conformed, one partition."""
-    images = [(root / e.filename).read_bytes() for e in manifest.entries]
-    batch = pa.table(
-        {
-            "id": [hashlib.sha256(data).hexdigest() for data in images],
-            "source_uri": [str(root / e.filename) for e in manifest.entries],
-            "source_index": pa.array([0] * len(images), pa.int64()),
-            "source_key": [e.key for e in manifest.entries],
-            "image": pa.array(images, pa.binary()),
-            "reasons": pa.array([[]] * len(images), pa.list_(pa.string())),
-        }
-    )
-    table = conform(StatsStage(load_config().decode)(batch))
+    """The folder sample as the pipeline hands it to ``decide``: read, measured, conformed, one partition."""
+    table = conform(_measured(root, manifest))
     return table.append_column("_partition", pa.array([0] * table.num_rows, pa.int32()))
 
 
@@ -249,13 +300,18 @@ def test_decide_gives_every_expected_reason(tmp_path, seed):
 
 def test_decode_failures_are_the_intended_bytes(built):
     root, manifest = built["folder"]
-    data = {e.key: (root / e.filename).read_bytes() for e in manifest.entries}
+    data = _folder_images(root, manifest)
     assert data["empty_download"] == b""
     assert data["bomb_100000x100000"].startswith(b"\x89PNG") and len(data["bomb_100000x100000"]) < 200
     assert data["error_page_as_jpg"].lstrip().lower().startswith(b"<!doctype html")
     assert data["coins_as_ppm"].startswith(b"P")
     assert data["chelsea_truncated"].startswith(b"\xff\xd8") and not data["chelsea_truncated"].endswith(b"\xff\xd9")
     assert data["rocket_corrupt"].endswith(b"\xff\xd9") and data["rocket_corrupt"].count(b"\xff\xd8") >= 2
-    sizes = {e.key: len(data[e.key]) for e in manifest.entries}
+    # A valid progressive JPEG (it decodes under a raised limit), too_complex only by its scan count.
+    many = data["retina_many_scans"]
+    scan_limit = load_config().decode.max_jpeg_scans
+    assert many.count(b"\xff\xda") > scan_limit and len(many) < 200_000
+    assert decode_rgb(many, DecodeConfig(max_jpeg_scans=2 * many.count(b"\xff\xda"))).size == (512, 512)
+    sizes = {key: len(d) for key, d in data.items()}
     assert sum(sizes.values()) < 4_000_000
     assert np.median(list(sizes.values())) > 10_000

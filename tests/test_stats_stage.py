@@ -52,9 +52,31 @@ def test_fills_every_stat_column_with_the_schema_type(files):
     assert all(r[c] is not None for r in rows for c in STAT_COLUMNS)
 
 
+def test_only_declared_columns_are_null_and_only_where_their_measure_does_not_exist():
+    filters = default_filters()
+    nullable = {c for f in filters for c in getattr(f, "nullable", ())}
+    assert all(set(getattr(f, "nullable", ())) <= set(f.columns) for f in filters)
+    # The reasons, per column: no quantization tables to read the quality from (WebP, GIF);
+    # no spectrum to estimate upscaling from below one 64-px tile. Anything else is always filled.
+    assert nullable == {"stat_quality", "stat_upscale"}
+    chelsea = photo("chelsea")  # 451 x 300
+    images = {
+        "jpeg": encode(chelsea),
+        "png": encode(chelsea, "PNG"),
+        "webp": encode(chelsea, "WEBP"),
+        "gif": encode(chelsea.convert("P"), "GIF"),
+        "small png": encode(chelsea.resize((90, 60)), "PNG"),
+    }
+    rows = StatsStage()(batch(list(images.values()))).to_pylist()
+    nulls = {name: {c for c in STAT_COLUMNS if row[c] is None} for name, row in zip(images, rows)}
+    assert nulls == {"jpeg": set(), "png": set(), "webp": {"stat_quality"}, "gif": {"stat_quality"},
+                     "small png": {"stat_upscale"}}
+    assert [r["reasons"] for r in rows] == [[]] * len(images)
+
+
 def test_values_are_the_filters_on_the_reduced_decode(files):
     row = StatsStage()(batch([files["png"]])).to_pylist()[0]
-    view = ImageView(*decode_grey(files["png"]))
+    view = ImageView(*decode_grey(files["png"]), files["png"])  # bytes too: stat_colorhash decodes its own
     for f in default_filters():
         for column, value in f.measure(view).items():
             assert row[column] == pytest.approx(value, rel=1e-6), column

@@ -9,8 +9,11 @@ Contract of ``dedup_decisions`` (one call over every row of a run, so clusters s
   same frames) and ``compared`` (``(k, k)`` bool: which hash of one row is compared with which
   of the other; default all with all). Two rows are near when some compared pair of their
   hashes is within ``cfg.radius`` bits and the confirm hashes of those same two entries are
-  within ``cfg.confirm_radius`` (``curate.dedup.graph.HashGraph``). Values of rows without a
-  hash are ignored, but nulls must be filled before the call.
+  within ``cfg.confirm_radius``; optionally ``colour`` (a colour signature per entry, same
+  shape, ``curate.dedup.graph.NO_COLOUR`` where a row has none): then those two entries'
+  signatures must also be within ``cfg.color_radius`` levels (unless it is None, or either
+  is ``NO_COLOUR``) (``curate.dedup.graph.HashGraph``). Values of rows without a hash are
+  ignored, but nulls must be filled before the call.
 - Returns ``(reasons, dup_of)``: per row ``None``, ``"exact_duplicate"`` or
   ``"near_duplicate"`` (``curate.reasons.Reason`` values), and the id of the row kept in its
   place. Rows not ``eligible & has_phash`` take no part and get ``(None, None)``.
@@ -79,6 +82,7 @@ def dedup_decisions(
     pair_finder: PairFinder | None = None,
     confirm: np.ndarray | None = None,
     compared: np.ndarray | None = None,
+    colour: np.ndarray | None = None,
 ) -> tuple[list[str | None], list[str | None]]:
     """Per row: duplicate reason (or None) and the id kept in its place (see module doc)."""
     n = len(ids)
@@ -101,7 +105,11 @@ def dedup_decisions(
     if cfg.near and rows.size >= 2:
         if confirm is not None:
             confirm = np.asarray(confirm).reshape(phash.shape)[rows]
-        graph = HashGraph.from_rows(phash[rows], confirm, cfg.radius, cfg.confirm_radius, compared)
+        if colour is not None:
+            colour = np.asarray(colour, dtype=np.uint64).reshape(phash.shape)[rows]
+        graph = HashGraph.from_rows(
+            phash[rows], confirm, cfg.radius, cfg.confirm_radius, compared, colour, cfg.color_radius
+        )
         _mark_near(ids, rows, near_labels(graph, pair_finder), rank, reasons, dup_of)
     return reasons, dup_of
 

@@ -10,6 +10,8 @@ Contract:
   prefix is a neighbour probe of ``p``: within the block's probe radius ``s``, on the
   higher side. With ``t > s`` (always, unless a block is no wider than its probe radius)
   no task receives the whole array; for ``s = 0`` there are no replicas at all.
+- Tasks run through the Ray adapter (``curate.ray_adapter.map_items``, one CPU each); this
+  module imports no Ray.
 - ``num_tasks`` is a lower bound: each block is split into a power of two of prefixes,
   at least ``2 ** (s + 1)``, so that together the blocks make at least ``num_tasks`` tasks
   (fewer only when some prefixes own no row: those tasks are not started).
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
 from itertools import combinations
 
 import numpy as np
 
+from curate import ray_adapter
+from curate.config import StageSpec
 from curate.dedup.mih import Block, as_hashes, block_pairs, check_blocks, check_radius, plan_blocks, sort_pairs
 
 
@@ -70,11 +73,11 @@ def split_work(hashes: np.ndarray, blocks: tuple[Block, ...], num_tasks: int) ->
     return shares
 
 
-@cache
-def _remote_block_pairs():
-    import ray
+TASK = StageSpec(num_cpus=1, batch_size=1)
 
-    return ray.remote(block_pairs)
+
+def _share_pairs(task: tuple) -> np.ndarray:
+    return block_pairs(*task)
 
 
 def near_pairs_distributed(hashes: np.ndarray, radius: int, num_tasks: int) -> np.ndarray:
@@ -90,13 +93,11 @@ def run_shares(
 
     ``blocks`` overrides ``plan_blocks`` (they must satisfy the pigeonhole condition).
     """
-    import ray
-
     hashes = as_hashes(hashes)
     radius = check_radius(radius)
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, (int, np.integer)) or num_tasks < 1:
         raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
-    if not ray.is_initialized():
+    if not ray_adapter.connected():
         raise RuntimeError("near_pairs_distributed needs ray.init() first")
     n = hashes.size
     if n < 2:
@@ -104,10 +105,7 @@ def run_shares(
     blocks = plan_blocks(n, radius) if blocks is None else blocks
     check_blocks(blocks, radius)
     shares = split_work(hashes, blocks, int(num_tasks))
-    remote = _remote_block_pairs()
-    refs = [
-        remote.remote(hashes[s.rows], s.rows, radius, blocks, s.k, (s.prefix_bits, s.prefix)) for s in shares
-    ]
-    parts = ray.get(refs)
+    tasks = [(hashes[s.rows], s.rows, radius, blocks, s.k, (s.prefix_bits, s.prefix)) for s in shares]
+    parts = ray_adapter.map_items(tasks, _share_pairs, TASK, label="near-duplicate search")
     pairs = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
     return sort_pairs(pairs, n), [s.rows.size for s in shares]

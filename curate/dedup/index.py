@@ -30,7 +30,7 @@ INDEX = "index.json"
 
 
 def index_columns() -> list[str]:
-    return ["id", *[c for c in STAT_COLUMNS if c.startswith(("stat_phash", "stat_dhash"))]]
+    return ["id", *[c for c in STAT_COLUMNS if c.startswith(("stat_phash", "stat_dhash", "stat_colorhash"))]]
 
 
 def _part(output: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from curate.filters.base import Filter, ImageView
 from curate.filters.clarity import ClarityFilter
+from curate.filters.colour import ColourFilter
 from curate.filters.compression import CompressionFilter
 from curate.filters.exposure import ExposureFilter
 from curate.filters.hashes import HashFilter
@@ -13,12 +14,12 @@ from curate.filters.upscale import UpscaleFilter
 
 def default_filters() -> list[Filter]:
     return [
-        SizeFilter(), ClarityFilter(), ExposureFilter(), HashFilter(),
+        SizeFilter(), ClarityFilter(), ExposureFilter(), HashFilter(), ColourFilter(),
         UpscaleFilter(), CompressionFilter(), OverlayFilter(),
     ]
 
 
 __all__ = [
-    "Filter", "ImageView", "default_filters", "SizeFilter", "ClarityFilter", "ExposureFilter", "HashFilter",
+    "Filter", "ImageView", "default_filters", "SizeFilter", "ClarityFilter", "ExposureFilter", "HashFilter", "ColourFilter",
     "UpscaleFilter", "CompressionFilter", "OverlayFilter",
 ]

@@ -1,29 +1,117 @@
-"""What a CPU filter is: a measurement over one decoded image, nothing else.
+"""What a filter is: a measurement over one image, nothing else; and the views it measures.
 
 Contract: a filter has ``columns`` (the ``stat_*`` names it fills; each must be in
-``curate.schema.SCHEMA``) and ``measure(view) -> dict`` returning a value for each of
-them. It never decides keep/reject (rules do) and never sees Ray.
+``curate.schema.SCHEMA``), ``view`` (the one image view it reads, a name in ``VIEWS``, or
+None when it reads only ``view.header`` / ``view.data``) and ``measure(view) -> dict``
+returning a value for each of its columns. It never decides keep/reject (rules do) and
+never sees Ray. A filter that loads a model loads it once, in ``__init__`` (the stage
+builds its filters once per actor), and reads the ``rgb`` view.
+
+Views of one image (``ImageView``), each decoded at most once, on first use or up front by
+``ImageView.decode``, and shared by every filter of the stage that declares it:
+
+- ``grey``: uint8 ``(h, w)`` greyscale, upright, reduced by a whole factor to a short side in
+  ``[cfg.stats_side, 2 * cfg.stats_side)`` (smaller images keep their size); JPEG via the
+  decoder's DCT scaling (``curate.decode.decode_grey``). The stats' thresholds are set on it.
+- ``luma_hr``: uint8 luma of a band of the image at high resolution, for detail at the
+  stored resolution: the top rows of the image as stored (EXIF orientation not applied),
+  at full resolution for images with a short side below ``2 * HR_SIDE`` (else reduced by
+  the whole factor ``short // HR_SIDE``), as many rows as fit ``HR_PIXELS`` pixels (at least
+  ``curate.decode.BAND_MIN_ROWS``, at most the image) (``curate.decode.decode_luma_band``).
+  A JPEG is decoded for those rows only; when ``grey`` is declared too and its load is at
+  full size (non-JPEG files; JPEGs the decoder does not scale for ``grey``) the band is
+  cut from that one load.
+- ``rgb``: uint8 ``(h, w, 3)`` RGB, upright, alpha composited over white, no larger than
+  ``RGB_SHORT`` x ``RGB_LONG`` (never enlarged; ``curate.decode.decode_rgb_view``). For models.
+
+``header`` (format, upright size, JPEG quantization tables) and ``data`` (the encoded
+bytes) come with every view at no decode cost. A view that fails to decode raises
+``curate.decode.DecodeError`` (the stage turns it into the row's reason).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from curate.decode import Header
+from curate.config import DecodeConfig
+from curate.decode import DecodeError, Header, band_geometry, decode_grey, decode_grey_and_band, decode_luma_band, decode_rgb_view
+from curate.reasons import Reason
+
+HR_SIDE, HR_PIXELS = 1024, 1 << 19
+RGB_SHORT, RGB_LONG = 640, 1280
+VIEWS = ("grey", "luma_hr", "rgb")  # the order the stage decodes them in: a row's reason comes from the first
 
 
-@dataclass(frozen=True)
 class ImageView:
-    """One decoded image as the filters see it."""
+    """Lazily decoded views of one image (see the module doc). ``ImageView(header, grey)``
+    wraps an already decoded grey (no bytes needed for the grey filters)."""
 
-    header: Header  # full-size format, width, height (upright)
-    grey: np.ndarray  # uint8 greyscale, upright; short side in [stats_side, 2 * stats_side) or smaller (curate.decode)
-    data: bytes = b""  # the encoded bytes, for a filter that needs its own bounded decode (curate.filters.upscale)
+    def __init__(self, header: Header | None, grey: np.ndarray | None = None, data: bytes = b"",
+                 cfg: DecodeConfig = DecodeConfig()):
+        self.header = header
+        self.data = data
+        self.cfg = cfg
+        self._views: dict[str, np.ndarray] = {} if grey is None else {"grey": grey}
+
+    @classmethod
+    def decode(cls, data: bytes, cfg: DecodeConfig, views: tuple[str, ...]) -> ImageView:
+        """The view of ``data`` with ``views`` decoded now (at least ``grey``'s header check when empty)."""
+        view = cls(None, None, data, cfg)
+        view.fill(views or ("grey",))
+        return view
+
+    def fill(self, views: tuple[str, ...]) -> None:
+        """Decode those of ``views`` not decoded yet, sharing pixel loads where the format allows."""
+        unknown = set(views) - set(VIEWS)
+        if unknown:
+            raise ValueError(f"unknown image views {sorted(unknown)}; known: {VIEWS}")
+        if not self.data:
+            raise DecodeError(Reason.EMPTY_FILE, "zero bytes")
+        grey = "grey" in views and "grey" not in self._views
+        band = "luma_hr" in views and "luma_hr" not in self._views
+        if grey and band:
+            header, self._views["grey"], self._views["luma_hr"] = decode_grey_and_band(self.data, self.cfg, HR_SIDE, HR_PIXELS)
+        elif grey:
+            header, self._views["grey"] = decode_grey(self.data, self.cfg)
+        elif band:
+            header, self._views["luma_hr"] = decode_luma_band(self.data, self.cfg, HR_SIDE, HR_PIXELS)
+        if grey or band:
+            self.header = self.header or header
+        if "rgb" in views and "rgb" not in self._views:
+            header, self._views["rgb"] = decode_rgb_view(self.data, self.cfg, RGB_SHORT, RGB_LONG)
+            self.header = self.header or header
+
+    def _get(self, name: str) -> np.ndarray:
+        if name not in self._views:
+            grey, header = self._views.get("grey"), self.header
+            if name == "luma_hr" and not self.data and grey is not None and header is not None \
+                    and header.orientation == 1 and grey.shape == (header.height, header.width):
+                _, rows = band_geometry((header.width, header.height), HR_SIDE, HR_PIXELS)
+                self._views[name] = grey[:rows]  # a grey given at full size holds the band
+            else:
+                self.fill((name,))
+        return self._views[name]
+
+    @property
+    def grey(self) -> np.ndarray:
+        return self._get("grey")
+
+    @property
+    def luma_hr(self) -> np.ndarray:
+        return self._get("luma_hr")
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self._get("rgb")
+
+    def decoded(self) -> tuple[str, ...]:
+        """The views decoded (or given) so far."""
+        return tuple(v for v in VIEWS if v in self._views)
 
 
 class Filter(Protocol):
     columns: tuple[str, ...]
+    view: str | None
 
-    def measure(self, view: ImageView) -> dict[str, float | int]: ...
+    def measure(self, view: ImageView) -> dict[str, float | int | None]: ...

@@ -70,6 +70,7 @@ class ClarityFilter:
     energy (contrast-free), both on ``fixed_size_grey(grey, side)``."""
 
     columns = ("stat_clarity", "stat_clarity_norm")
+    view = "grey"
 
     def __init__(self, side: int = 256):
         self.side = side

@@ -58,6 +58,8 @@ def jpeg_quality(tables: tuple[tuple[int, ...], ...] | None) -> int | None:
 
 class CompressionFilter:
     columns = ("stat_quality",)
+    nullable = ("stat_quality",)  # no quality to read for WebP, GIF, a JPEG without tables
+    view = None  # the header only
 
     def measure(self, view: ImageView) -> dict[str, int | None]:
         if view.header.format in LOSSLESS:

@@ -33,6 +33,7 @@ class ExposureFilter:
     columns = (
         "stat_overexposed", "stat_underexposed", "stat_brightness", "stat_luma_p01", "stat_luma_p99", "stat_clip_edge",
     )
+    view = "grey"
 
     def __init__(self, bright: int = 250, dark: int = 5, detail: int = 240, reach: int = 2):
         self.bright, self.dark, self.detail, self.reach = bright, dark, detail, reach

@@ -71,6 +71,7 @@ class HashFilter:
         "stat_dhash_c90",
         "stat_dhash_mirror",
     )
+    view = "grey"
 
     def measure(self, view: ImageView) -> dict[str, int]:
         img = Image.fromarray(view.grey)

@@ -20,7 +20,6 @@ neither a flat fill nor a full-width edge; ``bench/eval_keeper.md`` reports what
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from curate.filters.base import ImageView
 
@@ -50,15 +49,31 @@ def bar_score(grey: np.ndarray) -> float:
     return best
 
 
-def _range(img: Image.Image, size: int) -> np.ndarray:
-    high = np.asarray(img.filter(ImageFilter.MaxFilter(size)), dtype=np.int16)
-    return high - np.asarray(img.filter(ImageFilter.MinFilter(size)), dtype=np.int16)
+def _window(grey: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
+    """``op`` (max or min) over each ``size x size`` window, edges replicated: Pillow's
+    ``MaxFilter`` / ``MinFilter``, as two separable 1-D passes."""
+    r = size // 2
+    h, w = grey.shape
+    padded = np.pad(grey, r, mode="edge")
+    rows = padded[:, :w].copy()
+    for i in range(1, size):
+        op(rows, padded[:, i : i + w], out=rows)
+    out = rows[:h].copy()
+    for i in range(1, size):
+        op(out, rows[i : i + h], out=out)
+    return out
+
+
+def ranges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max - min) over each 5x5 and each 7x7 window (uint8; the 7x7 extremes are the 3x3 ones of the 5x5)."""
+    high, low = _window(grey, 5, np.maximum), _window(grey, 5, np.minimum)
+    return high - low, _window(high, 3, np.maximum) - _window(low, 3, np.minimum)
 
 
 def logo_score(grey: np.ndarray) -> float:
     """Excess of flat-edge pixels in the worst corner over the whole image, in percent."""
-    img = Image.fromarray(grey)
-    flat_edge = (_range(img, 5) <= 2) & (_range(img, 7) >= 48)
+    range5, range7 = ranges(grey)
+    flat_edge = (range5 <= 2) & (range7 >= 48)
     h, w = grey.shape
     side = max(1, round(min(h, w) * _CORNER))
     corners = [flat_edge[ys, xs].mean() for ys in (slice(0, side), slice(h - side, h))
@@ -68,6 +83,7 @@ def logo_score(grey: np.ndarray) -> float:
 
 class OverlayFilter:
     columns = ("stat_overlay",)
+    view = "grey"
 
     def measure(self, view: ImageView) -> dict[str, float]:
         grey = view.grey

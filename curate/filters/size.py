@@ -6,6 +6,7 @@ from curate.filters.base import ImageView
 
 class SizeFilter:
     columns = ("stat_short_side", "stat_aspect", "stat_megapixels")
+    view = None  # the header only
 
     def measure(self, view: ImageView) -> dict[str, float | int]:
         w, h = view.header.width, view.header.height

@@ -6,31 +6,28 @@ more for a soft (out-of-focus, heavily compressed) one. An image enlarged k time
 nothing above ``1 / (2k)`` cycles per pixel, its old Nyquist frequency; a native one's
 gradient energy reaches up to 0.5.
 
-Measure: the grey image at full resolution, bounded: the stats decode itself when it is at
-full size (short side below ``2 * stats_side``), else a second decode of ``view.data`` with
-``decode_grey(..., stats_side=FINE_SIDE)`` (full size up to a short side of
-``2 * FINE_SIDE - 1``; larger images are reduced by a whole factor first, so upscaling below
-that factor is not seen). Up to ``GRID x GRID`` tiles of ``TILE`` px spread over the image
+Measure: the ``luma_hr`` view (``curate.filters.base``): luma at full resolution up to a short
+side of ``2 * HR_SIDE - 1`` (larger images are reduced by a whole factor first, so upscaling
+below that factor is not seen) of a band of the image's top rows holding about 0.5 MP
+(the whole of a smaller image): enlargement is the same everywhere in a copy, and the
+band costs a JPEG decode of those rows only. Up to ``GRID x GRID`` tiles of ``TILE`` px spread over the image
 are Hann-windowed and Fourier transformed; the quarter with the most mid-band energy
 (textured tiles, where detail is above noise) is summed into one gradient-energy spectrum
 (power times squared frequency) over rings of Chebyshev frequency (upscaling is done per
 axis); JPEG's 8-pixel grid frequencies are interpolated over. The ring below which
 ``QUANTILE`` of the energy lies is the image's effective Nyquist ``f``:
-``k = QUANTILE * 0.5 / f``. Null when the image is smaller than one tile or the second
-decode fails (the row's own decode succeeded; this never raises).
+``k = QUANTILE * 0.5 / f``. Null when the image is smaller than one tile.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
-from curate.config import DecodeConfig
-from curate.decode import DecodeError, decode_grey
 from curate.filters.base import ImageView
 
 TILE = 64
 GRID = 8
 QUANTILE = 0.9
-FINE_SIDE = 1024
 _HALF = TILE // 2
 
 
@@ -46,7 +43,7 @@ def _ring_matrix() -> np.ndarray:
 
 
 _RINGS = _ring_matrix()
-_WINDOW = np.outer(np.hanning(TILE), np.hanning(TILE))
+_WINDOW = np.outer(np.hanning(TILE), np.hanning(TILE)).astype(np.float32)
 _MID = slice(TILE // 10, TILE // 4)  # 0.1-0.25 cycles per pixel: what selects textured tiles
 _GRID_RINGS = [k * TILE // 8 for k in (1, 2, 3)]  # JPEG block-edge frequencies 1/8, 2/8, 3/8
 
@@ -55,7 +52,7 @@ def _tiles(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     ys = np.linspace(0, h - TILE, min(GRID, h // TILE)).astype(int)
     xs = np.linspace(0, w - TILE, min(GRID, w // TILE)).astype(int)
-    tiles = np.stack([grey[y : y + TILE, x : x + TILE] for y in ys for x in xs]).astype(np.float64)
+    tiles = np.stack([grey[y : y + TILE, x : x + TILE] for y in ys for x in xs]).astype(np.float32)
     return tiles - tiles.mean(axis=(1, 2), keepdims=True)
 
 
@@ -63,8 +60,9 @@ def upscale_factor(grey: np.ndarray) -> float | None:
     """Estimated enlargement factor of a full-resolution grey image (see the module doc)."""
     if min(grey.shape) < TILE:
         return None
-    power = np.abs(np.fft.rfft2(_tiles(grey) * _WINDOW)) ** 2
-    energy = power.reshape(power.shape[0], -1) @ _RINGS  # tiles x rings
+    spectra = scipy.fft.rfft2(_tiles(grey) * _WINDOW, workers=1)  # float32 in, complex64 out
+    power = np.square(spectra.real) + np.square(spectra.imag)
+    energy = power.reshape(power.shape[0], -1).astype(np.float64) @ _RINGS  # tiles x rings
     mid = energy[:, _MID].sum(axis=1)
     spectrum = energy[mid >= np.quantile(mid, 0.75)].sum(axis=0)
     spectrum[:2] = 0.0  # DC and the tile-scale ring carry illumination, not detail
@@ -80,18 +78,8 @@ def upscale_factor(grey: np.ndarray) -> float | None:
 
 class UpscaleFilter:
     columns = ("stat_upscale",)
-
-    def __init__(self, fine_side: int = FINE_SIDE):
-        self.cfg = DecodeConfig(stats_side=fine_side)
-
-    def full_resolution(self, view: ImageView) -> np.ndarray | None:
-        if view.grey.shape == (view.header.height, view.header.width):
-            return view.grey
-        try:
-            return decode_grey(view.data, self.cfg)[1]
-        except DecodeError:
-            return None
+    nullable = ("stat_upscale",)  # no spectrum below one TILE of short side, none in a flat image
+    view = "luma_hr"
 
     def measure(self, view: ImageView) -> dict[str, float | None]:
-        grey = self.full_resolution(view)
-        return {"stat_upscale": None if grey is None else upscale_factor(grey)}
+        return {"stat_upscale": upscale_factor(view.luma_hr)}

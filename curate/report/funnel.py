@@ -7,6 +7,8 @@ Contract:
   first rule), then ``exact_duplicate`` and ``near_duplicate``. A reason found in the table
   but in none of those (e.g. a rule since removed from the config) gets a step of its own
   after them, in name order, so that removed + kept == rows in always holds.
+- ``merge_funnels(parts, config)`` sums the funnels of disjoint parts (one per unit) into the
+  funnel of the whole, in the same step order.
 - A row counts once, at the first step among its ``reasons``; a row with no reason is kept.
   Steps that removed 0 rows stay in the list.
 - Only ``reasons`` (and ``keep`` when present) are read. ``ValueError`` if ``reasons`` is
@@ -109,3 +111,14 @@ def funnel_rows(steps: list[str], first: np.ndarray) -> list[tuple[str, int]]:
 def funnel(table: pa.Table, config: CurateConfig) -> list[tuple[str, int]]:
     steps = funnel_steps(table, config)
     return funnel_rows(steps, first_steps(table, steps))
+
+
+def merge_funnels(parts: list[list[tuple[str, int]]], config: CurateConfig) -> list[tuple[str, int]]:
+    """One funnel from the funnels of disjoint parts of an output (summed step by step)."""
+    totals: dict[str, int] = {}
+    for part in parts:
+        for step, n in part:
+            totals[step] = totals.get(step, 0) + n
+    steps = configured_steps(config)
+    extra = sorted(set(totals) - set(steps) - {ROWS_IN, KEPT})
+    return [(ROWS_IN, totals.get(ROWS_IN, 0)), *[(s, totals.get(s, 0)) for s in steps + extra], (KEPT, totals.get(KEPT, 0))]

@@ -140,12 +140,21 @@ def _write_histograms(
     return "\n".join(images) if images else '<p class="muted">no statistics in this table</p>'
 
 
+def _sample_note(shown: int, total: int) -> str:
+    if shown >= total:
+        return ""
+    return (f'<p class="muted">Histograms and thumbnails show a deterministic sample of {shown:,} of {total:,} rows '
+            f"(report.max_rows); counts are exact.</p>")
+
+
 def write_report(
     out_dir: str | Path,
     table: pa.Table,
     config: CurateConfig,
     fetch_image: Callable[[dict], bytes | None],
+    funnel: list[tuple[str, int]] | None = None,
 ) -> Path:
+    """``funnel``: exact counts of the whole output when ``table`` is a sample of its rows."""
     out_dir = Path(out_dir)
     assets = out_dir / ASSETS
     (assets / THUMBS).mkdir(parents=True, exist_ok=True)
@@ -154,7 +163,7 @@ def write_report(
 
     steps = funnel_steps(table, config)
     first = first_steps(table, steps)
-    rows = funnel_rows(steps, first)
+    rows = funnel if funnel is not None else funnel_rows(steps, first)
     parents, codes, names = reason_pairs(table)
     carrying = {names[c]: np.unique(parents[codes == c]) for c in np.unique(codes)}
 
@@ -164,7 +173,7 @@ def write_report(
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         side=config.report.thumbnail_side,
         per_reason=config.report.thumbnails_per_reason,
-        summary=_summary_html(rows),
+        summary=_summary_html(rows) + _sample_note(table.num_rows, rows[0][1]),
         funnel_table=_funnel_html(rows),
         funnel_png=f"{ASSETS}/funnel.png",
         rules=_rules_html(config),

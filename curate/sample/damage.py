@@ -8,6 +8,9 @@ arguments (randomness comes only from the ``rng`` passed in).
 - ``truncate(data, rng)``: the first 50-70 % of ``data``.
 - ``html_error_page()``: an HTML 404 page (served in place of an image).
 - ``ppm_bytes(img)``: ``img`` as a PPM file (a real image in a format outside the allow-list).
+- ``many_scans_jpeg(img, scans)``: ``img`` as a progressive JPEG of exactly ``scans`` scans (SOS
+  markers), its smallest scan repeated: a valid file whose decode work grows with every scan
+  (libjpeg decodes a repeated refinement scan with a warning), as crafted to stall decoders.
 """
 from __future__ import annotations
 
@@ -66,3 +69,31 @@ def ppm_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PPM")
     return buf.getvalue()
+
+
+_SOS, _EOI = 0xDA, 0xD9
+
+
+def jpeg_scans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each scan of a JPEG: its SOS segment and the entropy-coded data after it."""
+    spans, pos = [], 2
+    while data[pos + 1] != _EOI:
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if data[pos + 1] == _SOS:  # entropy-coded data runs to the next marker (not 0xFF00 nor a restart)
+            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                end = data.index(b"\xff", end + 1)
+            spans.append((pos, end))
+        pos = end
+    return spans
+
+
+def many_scans_jpeg(img: Image.Image, scans: int) -> bytes:
+    """``img`` as a progressive JPEG (quality 90) with its smallest scan repeated up to ``scans`` scans."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, progressive=True)
+    data = buf.getvalue()
+    spans = jpeg_scans(data)
+    if scans < len(spans):
+        raise ValueError(f"a progressive JPEG of this image has {len(spans)} scans; cannot make {scans}")
+    start, end = min(spans, key=lambda span: span[1] - span[0])
+    return data[:end] + data[start:end] * (scans - len(spans)) + data[end:]

@@ -7,9 +7,13 @@ Contract of ``build_sample(out_dir, layout, seed)``: writes every item of
   ``tar``: two WebDataset shards ``00000.tar`` / ``00001.tar`` with the same three members
   per sample, as img2dataset writes them (mtime 0, uid/gid 0, mode 644);
   ``parquet``: ``part-00000.parquet`` / ``part-00001.parquet`` with columns ``key``,
-  ``image`` (bytes), ``caption``.
+  ``image`` (bytes), ``path`` (null but for link items), ``caption``.
+An item with a ``link`` (a reference out of the input) is, in ``folder``, a symlink
+``key.ext`` -> ``link`` (with its ``.txt`` / ``.json``) and, in ``parquet``, a row with a null
+``image`` and ``path`` = ``link``. The ``tar`` layout leaves it out: a tar member can only
+link to an earlier member of its tar, so there is no reference out of the input to make.
 Entries are ordered by key in every layout; the first shard/part holds the first half
-(rounded up). It returns a ``SampleManifest``, also written as ``out_dir/expected.json``.
+(rounded up) of the layout's items. It returns a ``SampleManifest``, also written as ``out_dir/expected.json``.
 The output is a pure function of ``seed`` (same seed, byte-identical files).
 """
 from __future__ import annotations
@@ -33,13 +37,24 @@ def _sidecar(item: SampleItem) -> bytes:
     return json.dumps(meta, sort_keys=True).encode()
 
 
+def _fresh(path: Path) -> Path:
+    """``path`` with any symlink there removed, so a write never goes through an old link."""
+    if path.is_symlink():
+        path.unlink()
+    return path
+
+
 def _write_folder(out_dir: Path, items: list[SampleItem]) -> list[SampleEntry]:
     entries = []
     for index, item in enumerate(items):
         filename = f"{item.key}.{item.ext}"
-        (out_dir / filename).write_bytes(item.data)
-        (out_dir / f"{item.key}.txt").write_text(item.caption + "\n")
-        (out_dir / f"{item.key}.json").write_bytes(_sidecar(item))
+        if item.link is not None:
+            _fresh(out_dir / filename).unlink(missing_ok=True)
+            (out_dir / filename).symlink_to(item.link)
+        else:
+            _fresh(out_dir / filename).write_bytes(item.data)
+        _fresh(out_dir / f"{item.key}.txt").write_text(item.caption + "\n")
+        _fresh(out_dir / f"{item.key}.json").write_bytes(_sidecar(item))
         entries.append(_entry(item, filename, None, index))
     return entries
 
@@ -56,9 +71,9 @@ def _tar_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 def _write_tar(out_dir: Path, items: list[SampleItem]) -> list[SampleEntry]:
     entries = []
-    for shard, chunk in enumerate(_halves(items)):
+    for shard, chunk in enumerate(_halves([i for i in items if i.link is None])):
         name = f"{shard:05d}.tar"
-        with tarfile.open(out_dir / name, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with tarfile.open(_fresh(out_dir / name), "w", format=tarfile.USTAR_FORMAT) as tar:
             for index, item in enumerate(chunk):
                 filename = f"{item.key}.{item.ext}"
                 _tar_member(tar, filename, item.data)
@@ -75,11 +90,12 @@ def _write_parquet(out_dir: Path, items: list[SampleItem]) -> list[SampleEntry]:
         table = pa.table(
             {
                 "key": pa.array([i.key for i in chunk], pa.string()),
-                "image": pa.array([i.data for i in chunk], pa.binary()),
+                "image": pa.array([None if i.link else i.data for i in chunk], pa.binary()),
+                "path": pa.array([i.link for i in chunk], pa.string()),
                 "caption": pa.array([i.caption for i in chunk], pa.string()),
             }
         )
-        pq.write_table(table, out_dir / name)
+        pq.write_table(table, _fresh(out_dir / name))
         entries += [_entry(item, f"{item.key}.{item.ext}", name, index) for index, item in enumerate(chunk)]
     return entries
 
@@ -100,6 +116,7 @@ def _entry(item: SampleItem, filename: str, container: str | None, index: int) -
         caption=item.caption,
         expected=item.expected,
         duplicate_of=item.duplicate_of,
+        link=item.link,
     )
 
 
@@ -118,5 +135,5 @@ def build_sample(out_dir: Path, layout: str = "folder", seed: int = 0) -> Sample
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = _WRITERS[layout](out_dir, sample_items(seed))
     manifest = SampleManifest(layout, seed, tuple(entries))
-    (out_dir / MANIFEST_NAME).write_text(manifest.to_json())
+    _fresh(out_dir / MANIFEST_NAME).write_text(manifest.to_json())
     return manifest

@@ -20,7 +20,8 @@ MANIFEST_NAME = "expected.json"
 class SampleEntry:
     """One sample. ``container`` is the tar or Parquet file holding it (None for ``folder``),
     ``index`` its position there (or in the sorted folder listing), ``filename`` its file or
-    tar member name (``key.ext``)."""
+    tar member name (``key.ext``). ``link``: the reference out of the input the sample is
+    instead of bytes (a symlink in ``folder``, a ``path`` in ``parquet``; never in ``tar``)."""
 
     key: str
     filename: str
@@ -31,6 +32,7 @@ class SampleEntry:
     caption: str
     expected: frozenset[Reason]
     duplicate_of: str | None = None
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class SampleManifest:
                 "caption": e.caption,
                 "expected": sorted(r.value for r in e.expected),
                 "duplicate_of": e.duplicate_of,
+                "link": e.link,
             }
             for e in self.entries
         ]
@@ -80,6 +83,7 @@ class SampleManifest:
                 caption=e["caption"],
                 expected=frozenset(Reason(r) for r in e["expected"]),
                 duplicate_of=e["duplicate_of"],
+                link=e.get("link"),  # absent in manifests written before links
             )
             for e in raw["entries"]
         )

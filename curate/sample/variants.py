@@ -4,8 +4,13 @@ Contract of ``sample_items(seed)`` (a pure function of ``seed``, sorted by key):
 - the photos of ``PHOTOS``, each kept under the default config (``expected`` empty);
 - variants that each trip exactly one reason code (too small, blurry, over/under-exposed,
   bad aspect, corrupt, truncated, empty, decompression bomb, impossible header, unsupported
-  format, exact and near duplicates): every reason code but ``read_error``, which needs a
-  source that fails, not a file.
+  format, too many JPEG scans, a reference out of the input, exact and near duplicates):
+  every reason code but ``read_error``, which needs a source that fails, not a file, and
+  ``too_large``, which needs a file over ``input.max_file_bytes`` (64 MiB by default).
+- ``SampleItem.link`` set: the item is no file but a reference to ``link`` (outside any
+  folder the sample is written to), which a reader must refuse unopened (``path_not_allowed``).
+- Expectations hold under the default config (e.g. ``decode.max_jpeg_scans`` 100 for the
+  many-scan JPEG).
 - Expected reasons assume dedup runs only over rows that pass the rules and keeps, of a
   group, the row with the most pixels, ties going to the first in input order. An
   original's key sorts before its duplicates', and a duplicate never has more pixels or
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.reasons import Reason
-from curate.sample.damage import corrupt_jpeg, header_only_png, html_error_page, ppm_bytes, truncate
+from curate.sample.damage import corrupt_jpeg, header_only_png, html_error_page, many_scans_jpeg, ppm_bytes, truncate
 from curate.sample.photos import PHOTOS, encode, load_photo
 from curate.sample.transforms import Make, blur, crop, gain, reduce_large, same, short_side, small
 
@@ -38,6 +43,7 @@ class SampleItem:
     source_photo: str | None
     expected: frozenset[Reason]
     duplicate_of: str | None = None
+    link: str | None = None  # no bytes: a reference out of the input (see curate.sample.layouts)
 
 
 # Originals and their container formats: every one is kept under the default config.
@@ -49,6 +55,8 @@ _ORIGINAL_FORMATS = {
     "grace_hopper": "JPEG",
 }
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+MANY_SCANS = 120  # over the default decode.max_jpeg_scans (100): too_complex, never decoded
+OUTSIDE_LINK = "/etc/passwd"  # what a planted link out of a dataset points at; never opened
 
 
 @dataclass(frozen=True)
@@ -142,5 +150,11 @@ def sample_items(seed: int) -> list[SampleItem]:
         SampleItem("coins_as_ppm", "jpg", ppm_bytes(crop(load_photo("coins"), (0.0, 0.0, 0.5, 0.5), rng)),
                    "ancient coins on a dark background, stored as a PPM file (a format outside the allow-list)",
                    "format_not_allowed", "coins", frozenset({Reason.UNSUPPORTED_FORMAT})),
+        SampleItem("retina_many_scans", "jpg", many_scans_jpeg(reduce_large(load_photo("retina")), MANY_SCANS),
+                   f"a retina photograph saved as a progressive JPEG with its smallest scan repeated to {MANY_SCANS} "
+                   "scans, crafted to make decoding slow", "too_many_scans", "retina", frozenset({Reason.TOO_COMPLEX})),
+        SampleItem("link_to_etc_passwd", "jpg", b"", f"a link planted in the dataset that points at {OUTSIDE_LINK}, "
+                   "outside the input", "link_outside_input", None, frozenset({Reason.PATH_NOT_ALLOWED}),
+                   link=OUTSIDE_LINK),
     ]
     return sorted(items, key=lambda item: item.key)

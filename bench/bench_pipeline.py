@@ -1,0 +1,419 @@
+"""A whole ``curate run`` against the stats stage in a bare loop, small runs, and bytes written.
+
+Usage: ``python bench/bench_pipeline.py [--sizes 2000,20000] [--small 100] [--seed 0]``
+
+Targets:
+- ``curate run`` within 1.25x the wall time of the stats stage run in a bare loop over the
+  same files on the same cores (the floor: ``StatsStage`` over every file's bytes in one
+  process per core, one-thread math libraries, batches of 32 as the actor gets them);
+- a small run (``--small`` images, in-process under the default ``ray.in_process_below``)
+  and a retune of it finish in seconds;
+- bytes written per input byte for a whole run <= 1.1 (about 2 before: staged then final shards).
+
+Input: seeded JPEGs of 0.3-1 MP, random crops (some mirrored) of photo-like bases made from
+the photographs that ship in the wheels (``bench_cpu_stage.sample_photos``), quality 70-92,
+each with a caption ``.txt``; made in one process per core. Smaller sizes are hard-linked
+subsets of the largest.
+
+Per size, in one run: (a) the bare loop; (b) ``curate run`` as a subprocess with the default
+config: ``curate.cli.main(["run", ...])``, exactly what ``python -m curate run`` runs, with
+timers wrapped around its phases (Ray start, measuring: first and last committed partition,
+finalize's rules map, dedup, decisions map, report, cleanup); the CPU seconds of that
+process and all its descendants (Ray's GCS, raylet, workers), by process name, are sampled
+from ``/proc`` every 0.5 s, so "cores busy" = CPU s / wall s says whether the pipeline kept
+both cores busy (bare loop's in parentheses), and CPU run/bare = the work done on top of the
+floor, the figure that holds when neighbours take the cores; (d) every file under the output (images, stats, decisions, report,
+manifest) over the input files' bytes. Then (c) the small run and its retune, wall seconds
+of each ``python -m curate`` subprocess, next to the interpreter's import time of curate.
+
+Prints a table and a last summary line. On a shared 2-core machine 20,000 images take
+well over 30 minutes (generation included); pass ``--sizes 2000,5000`` there.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+TARGET_RATIO, TARGET_BYTES, TARGET_SMALL_S = 1.25, 1.1, 10.0
+BASES = 24
+BATCH = 32  # stats_stage.batch_size in the default config
+
+
+# -- input ----------------------------------------------------------------------------------
+_BASES: list[Image.Image] = []
+
+
+def _bases(seed: int) -> list[Image.Image]:
+    """The photo-like bases every crop comes from (made once per process, the same in each)."""
+    from bench_cpu_stage import photo_like, sample_photos
+
+    if not _BASES:
+        rng = np.random.default_rng(seed)
+        photos = sample_photos()
+        _BASES.extend(photo_like(rng, photos, 1.3) for _ in range(BASES))
+    return _BASES
+
+
+def _make_chunk(job: tuple[Path, int, int, int]) -> int:
+    folder, start, stop, seed = job
+    bases = _bases(seed)
+    written = 0
+    for i in range(start, stop):
+        rng = np.random.default_rng([seed, i])
+        base = bases[int(rng.integers(len(bases)))]
+        w, h = base.size
+        mp_ = rng.uniform(0.3, 1.0)
+        aspect = rng.uniform(0.75, 1.33) * w / h
+        cw = int(min(w, (mp_ * 1e6 * aspect) ** 0.5))
+        ch = int(min(h, mp_ * 1e6 / cw))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        img = base.crop((x, y, x + cw, y + ch))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=int(rng.integers(70, 93)))
+        (folder / f"{i:06d}.jpg").write_bytes(buf.getvalue())
+        (folder / f"{i:06d}.txt").write_text(f"a photograph, crop {i} of base picture, seed {seed}")
+        written += 1
+    return written
+
+
+def make_input(folder: Path, n: int, seed: int, procs: int) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    edges = np.linspace(0, n, procs * 8 + 1).astype(int)
+    with mp.get_context("spawn").Pool(procs) as pool:
+        pool.map(_make_chunk, [(folder, int(a), int(b), seed) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+    return time.perf_counter() - start
+
+
+def subset(full: Path, folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        for ext in (".jpg", ".txt"):
+            os.link(full / f"{i:06d}{ext}", folder / f"{i:06d}{ext}")
+    return folder
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# -- (a) the bare loop ------------------------------------------------------------------------
+_STAGE = None
+
+
+def _bare_init() -> None:
+    global _STAGE
+    from curate.stats_stage import StatsStage
+
+    _STAGE = StatsStage()
+
+
+def _bare_batch(paths: list[str]) -> int:
+    import pyarrow as pa
+
+    data = [Path(p).read_bytes() for p in paths]
+    out = _STAGE(pa.table({"image": pa.array(data, pa.binary()), "reasons": pa.array([[]] * len(data), pa.list_(pa.string()))}))
+    return out.num_rows
+
+
+def bare_loop(folder: Path, procs: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of StatsStage over every JPEG of ``folder`` in ``procs`` processes."""
+    paths = sorted(str(p) for p in folder.glob("*.jpg"))
+    batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(procs, initializer=_bare_init) as pool:
+        pool.map(_bare_init_barrier, range(2 * procs), chunksize=1)  # workers import and build the stage before the clock starts
+        before = _children_cpu(pool)
+        start = time.perf_counter()
+        done = sum(pool.imap_unordered(_bare_batch, batches))
+        wall = time.perf_counter() - start
+        cpu = _children_cpu(pool) - before
+    assert done == len(paths)
+    return wall, cpu
+
+
+def _bare_init_barrier(_: int) -> None:
+    time.sleep(0.5)
+
+
+def _children_cpu(pool) -> float:
+    return sum(_proc_cpu(p.pid)[1] for p in pool._pool)
+
+
+# -- process-tree CPU sampling ----------------------------------------------------------------
+def _proc_cpu(pid: int) -> tuple[str, float]:
+    """(name, CPU seconds) of one process; ('', 0) when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "", 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return _short(cmd), (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _short(cmd: str) -> str:
+    if cmd.startswith("ray::"):
+        if "MapWorker" in cmd:
+            return "ray::MapWorker (stats actor)"
+        return cmd.split(" ")[0][:40]
+    name = os.path.basename(cmd.split(" ")[0])
+    return {"python": "driver/ray worker (python)"}.get(name.split("3")[0], name)
+
+
+def _tree(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    kids[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+class TreeCpu(threading.Thread):
+    """Samples the CPU seconds of a process tree every 0.5 s (the last value seen per pid counts)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.seen, self.stop = pid, {}, threading.Event()
+        self.start_t, self.busy = time.perf_counter(), {}  # pid -> (first, last) time its CPU grew
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            now = time.perf_counter() - self.start_t
+            for p in _tree(self.pid):
+                name, cpu = _proc_cpu(p)
+                if name:
+                    if cpu > self.seen.get(p, ("", 0.0))[1]:
+                        self.busy[p] = (self.busy.get(p, (now, now))[0], now)
+                    self.seen[p] = (name, cpu)
+            self.stop.wait(0.5)
+
+    def actors(self) -> list[tuple[float, float, float]]:
+        """(first busy, last busy, CPU s) of each stats actor process, seconds since the child started."""
+        return sorted((*self.busy[p], cpu) for p, (name, cpu) in self.seen.items() if "MapWorker" in name and p in self.busy)
+
+    def by_name(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for name, cpu in self.seen.values():
+            out[name] += cpu
+        return dict(out)
+
+
+# -- (b) curate run, instrumented ----------------------------------------------------------------
+def child_run(argv: list[str]) -> int:
+    """``curate.cli.main(argv)`` with timers around its phases; the marks go to $BENCH_MARKS."""
+    import curate.finalize as fin
+    import curate.pipeline as pipe
+    import curate.ray_adapter as ra
+    import curate.retune as retune
+    import curate.staging as staging
+    from curate.cli import main
+
+    t0 = time.perf_counter()
+    marks: list[tuple[str, float]] = [("imports done", 0.0)]
+
+    def mark(name: str) -> None:
+        marks.append((name, time.perf_counter() - t0))
+
+    def wrap(owner, attr: str, before: str | None, after: str) -> None:
+        fn = getattr(owner, attr)
+
+        def wrapped(*args, **kwargs):
+            if before:
+                mark(before)
+            result = fn(*args, **kwargs)
+            mark(after(args) if callable(after) else after)
+            return result
+        setattr(owner, attr, wrapped)
+
+    connect = ra.connect
+
+    def timed_connect(cfg):
+        if not ra.ray.is_initialized():
+            mark("Ray start begins")
+            connect(cfg)
+            mark("Ray started")
+        else:
+            connect(cfg)
+    ra.connect = timed_connect
+    add = staging.CommitTracker.add
+
+    def timed_add(self, meta):
+        done = add(self, meta)
+        if done:
+            if not self.__dict__.setdefault("_first", False):
+                self._first = True
+                mark("first partition committed")
+            if len(self.committed) == len(self.expected):
+                mark("last partition committed")
+        return done
+    staging.CommitTracker.add = timed_add
+    wrap(pipe, "_measure", "measure begins", "measure done")
+    wrap(pipe, "finalize", "finalize begins", "finalize done")
+    wrap(retune, "finalize", "finalize begins", "finalize done")
+    wrap(fin, "_map", None, lambda args: f"finalize: {args[4]} map done")
+    wrap(fin, "duplicate_reasons", None, "finalize: dedup done")
+    wrap(fin, "_write_report", None, "finalize: report done")
+    rc = main(argv)
+    mark("run returns")
+    Path(os.environ["BENCH_MARKS"]).write_text(json.dumps(marks))
+    return rc
+
+
+def traced(argv: list[str], marks_file: Path) -> dict:
+    """``python -m curate ARGV`` (through ``child_run``): wall time, CPU by process, phase marks."""
+    env = {**os.environ, "REFINERY_PROGRESS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "BENCH_MARKS": str(marks_file)}
+    env.pop("RAY_ADDRESS", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child-run", json.dumps(argv)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = TreeCpu(proc.pid)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"curate {argv[0]} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    return {"wall": wall, "cpu": sampler.by_name(), "actors": sampler.actors(), "marks": json.loads(marks_file.read_text())}
+
+
+def cli(args: list[str]) -> float:
+    env = {**os.environ, "REFINERY_PROGRESS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "curate", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"curate {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def output_bytes(out: Path) -> dict[str, int]:
+    groups: dict[str, int] = defaultdict(int)
+    for p in out.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(out).parts
+            groups[rel[0] if len(rel) > 1 else p.name] += p.stat().st_size
+    return dict(groups)
+
+
+def loose_config(path: Path) -> Path:
+    """A retune config: the blur threshold loosened and a smaller dedup radius."""
+    from curate.config import DEFAULT_CONFIG
+
+    rules = yaml.safe_load(DEFAULT_CONFIG.read_text())["rules"]
+    for rule in rules:
+        if rule["column"] == "stat_clarity_norm":
+            rule["min"] = 0.8
+    path.write_text(yaml.safe_dump({"rules": rules, "dedup": {"radius": 6}}))
+    return path
+
+
+# -- main ---------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="2000,20000", help="comma-separated image counts")
+    parser.add_argument("--small", type=int, default=100, help="images of the small run and its retune")
+    parser.add_argument("--procs", type=int, default=2, help="processes of the bare loop (the cores curate run gets)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child-run", metavar="ARGV_JSON", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_run:
+        sys.exit(child_run(json.loads(args.child_run)))
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        tmp = Path(tmp)
+        full = tmp / "full"
+        made = make_input(full, max(sizes[-1], args.small), args.seed, args.procs)
+        print(f"input: {sizes[-1]:,} JPEGs 0.3-1 MP + captions, {folder_bytes(full) / 1e6:.0f} MB, made in {made:.0f} s",
+              flush=True)
+        for n in sizes:
+            source = full if n == len(list(full.glob("*.jpg"))) else subset(full, tmp / f"in-{n}", n)
+            bare, bare_cpu = bare_loop(source, args.procs)
+            print(f"  {n:,}: bare loop {bare:.1f} s ({bare_cpu:.0f} CPU s)", flush=True)
+            run = traced(["run", "--input", str(source), "--output", str(tmp / f"out-{n}")], tmp / f"marks-{n}.json")
+            print(f"  {n:,}: curate run {run['wall']:.1f} s ({sum(run['cpu'].values()):.0f} CPU s)", flush=True)
+            out = output_bytes(tmp / f"out-{n}")
+            results.append({"n": n, "bare": bare, "bare_cpu": bare_cpu, "in_bytes": folder_bytes(source), "out": out, **run})
+            subprocess.run(["rm", "-rf", str(tmp / f"out-{n}")], check=True)
+        small_in = subset(full, tmp / f"in-small-{args.small}", args.small)
+        imports = cli(["--help"])
+        small_run = traced(["run", "--input", str(small_in), "--output", str(tmp / "out-small")], tmp / "marks-small.json")
+        retune_run = traced(["retune", "--shards", str(tmp / "out-small"), "--config", str(loose_config(tmp / "loose.yaml"))],
+                            tmp / "marks-retune.json")
+        small, retune = small_run["wall"], retune_run["wall"]
+        small_ratio = folder_bytes(tmp / "out-small") / folder_bytes(small_in)
+
+    print(f"\ncurate run (default config, local Ray, {os.cpu_count()} cores) vs the stats stage in a bare loop "
+          f"({args.procs} processes)")
+    print(f"{'images':>7} {'bare s':>7} {'img/s':>6} {'run s':>7} {'img/s':>6} {'run/bare':>9} {'cores busy':>11} "
+          f"{'CPU run/bare':>13} {'in MB':>7} {'out MB':>7} {'out/in':>7}")
+    for r in results:
+        cpu = sum(r["cpu"].values())
+        out = sum(r["out"].values())
+        print(f"{r['n']:>7,} {r['bare']:>7.1f} {r['n'] / r['bare']:>6.1f} {r['wall']:>7.1f} {r['n'] / r['wall']:>6.1f} "
+              f"{r['wall'] / r['bare']:>8.2f}x {cpu / r['wall']:>5.2f} ({r['bare_cpu'] / r['bare']:.2f}) {cpu / r['bare_cpu']:>12.2f}x "
+              f"{r['in_bytes'] / 1e6:>7.1f} {out / 1e6:>7.1f} {out / r['in_bytes']:>7.3f}")
+    for r in results:
+        print(f"\nwhere the time goes at {r['n']:,} images (seconds since the child's imports; wall {r['wall']:.1f} s "
+              f"incl. interpreter start)")
+        prev = 0.0
+        for name, t in r["marks"]:
+            print(f"  {t:>7.1f}  (+{t - prev:>6.1f})  {name}")
+            prev = t
+        print("  CPU seconds by process: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu"].items(), key=lambda kv: -kv[1])
+                                                       if v >= 0.5) + f"; bare loop {r['bare_cpu']:.0f}")
+        print("  stats actors (busy from .. to, s since the child started; CPU s): "
+              + ", ".join(f"{a:.0f}..{b:.0f} {c:.0f}" for a, b, c in r["actors"]))
+        print("  bytes by part: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sorted(r["out"].items(), key=lambda kv: -kv[1])))
+    for label, r in (("small run", small_run), ("its retune", retune_run)):
+        print(f"\n{label}: wall {r['wall']:.1f} s; " + "; ".join(f"{t:.1f} {name}" for name, t in r["marks"]))
+    print(f"\nsmall run, {args.small} images (in-process, no Ray): curate run {small:.1f} s, retune {retune:.1f} s "
+          f"(python -m curate --help alone: {imports:.1f} s); out/in bytes {small_ratio:.3f}")
+    worst = max(r["wall"] / r["bare"] for r in results)
+    worst_bytes = max(sum(r["out"].values()) / r["in_bytes"] for r in results)
+    ok = [worst <= TARGET_RATIO, max(small, retune) <= TARGET_SMALL_S, worst_bytes <= TARGET_BYTES]
+    verdicts = ["PASS" if o else "MISS" for o in ok]
+    print(f"SUMMARY curate run / bare stats loop: " + ", ".join(f"{r['n']:,} img {r['wall'] / r['bare']:.2f}x" for r in results)
+          + f" (target <= {TARGET_RATIO}x) [{verdicts[0]}]; small run {small:.1f} s, retune {retune:.1f} s [{verdicts[1]}]; "
+          f"bytes out/in {worst_bytes:.3f} (target <= {TARGET_BYTES}) [{verdicts[2]}]")
+
+
+if __name__ == "__main__":
+    main()
