@@ -66,7 +66,10 @@ def tree_rss_mib(pid: int) -> float:
 def peak_run(source: Path, out: Path) -> tuple[float, float]:
     env = {**os.environ, "REFINERY_PROGRESS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "curate", "run", "--input", str(source), "--output", str(out), "--overwrite"]
+    config = out.parent / "always-ray.yaml"  # both sizes on a local Ray (small inputs would run in-process)
+    config.write_text("ray: {in_process_below: 0}\n")
+    cmd = [sys.executable, "-m", "curate", "run", "--input", str(source), "--output", str(out), "--overwrite",
+           "--config", str(config)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0.0

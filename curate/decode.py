@@ -23,6 +23,18 @@ Contract:
 - ``decode_grey_and_band(data, cfg, side, pixels)`` returns ``(header, grey, band)``, each as
   the two functions above return them, from one pixel load when the grey's load is at full
   size (every non-JPEG; a JPEG the decoder did not scale), else from two.
+- ``decode_colour_small(data, cfg, side)`` returns ``(header, rgb)``: a uint8 ``(h, w, 3)`` RGB
+  array, upright, converted as ``decode_rgb``, area-averaged over the whole frame (box filter,
+  ``colour_thumbnail``) to a short side of ``side`` and even sides (never enlarged), from a
+  load DCT-scaled towards that size (JPEG; other formats load in full).
+- ``decode_grey_views(data, cfg, band, colour_side)`` returns ``(header, grey, band, colour)``:
+  the grey, the band of ``band = (side, pixels)`` (None: not decoded) and the colour image of
+  ``colour_side`` (None: not decoded), as the functions above return them (the colour image
+  averaged from the grey's load: the same size as ``decode_colour_small``'s, not always the
+  same pixels), from one pixel load: a YCbCr JPEG is decoded in YCbCr mode at the grey's
+  scale (its Y plane is byte for byte the L decode; the colour is averaged in YCbCr, then
+  converted to RGB), other files are loaded in full once; a JPEG band needs its
+  own load as in ``decode_grey_and_band``, and so does the colour of a JPEG stored as RGB.
 - ``decode_rgb_view(data, cfg, short, long)`` returns ``(header, rgb)``: a uint8 ``(h, w, 3)``
   array, upright, converted as ``decode_rgb``, no larger than ``short`` x ``long`` (short and
   long side; aspect kept, never enlarged): JPEG DCT scaling via ``draft``, then a
@@ -337,13 +349,28 @@ def decode_rgb(data: bytes, cfg: DecodeConfig = DecodeConfig()) -> Image.Image:
         raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None
 
 
-def _grey_load(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header, tuple[int, int]]:
-    """The image loaded for the grey decode, its header, and its size as stored."""
+def _stored_ycbcr(img: Image.Image) -> bool:
+    """Whether a JPEG's three components are YCbCr as libjpeg reads them (not stored RGB, which
+    it cannot hand out as YCbCr): a JFIF marker, else an Adobe transform other than 0, else
+    component ids other than 'R', 'G', 'B'."""
+    if not isinstance(img, JpegImageFile) or img.mode != "RGB" or len(img.tile) != 1 or img.tile[0][3][0] != "RGB":
+        return False
+    if "jfif" in img.info:
+        return True
+    if "adobe_transform" in img.info:
+        return img.info["adobe_transform"] != 0
+    return tuple(c[0] for c in img.layer) != (82, 71, 66)
+
+
+def _grey_load(data: bytes, cfg: DecodeConfig, colour: bool = False) -> tuple[Image.Image, Header, tuple[int, int]]:
+    """The image loaded for the grey decode, its header, and its size as stored. With
+    ``colour`` a YCbCr JPEG is loaded as YCbCr (its Y plane is the L decode, byte for byte)."""
     img, header = _open(data, cfg)
     stored = img.size
     target = _stats_size(stored, cfg.stats_side)
-    if isinstance(img, JpegImageFile) and target != stored:
-        img.draft("L", target)  # the decoder scales by 1/2, 1/4 or 1/8, never below target
+    mode = "YCbCr" if colour and _stored_ycbcr(img) else "L"
+    if isinstance(img, JpegImageFile) and (target != stored or mode == "YCbCr"):
+        img.draft(mode, target)  # the decoder scales by 1/2, 1/4 or 1/8, never below target
     _load(img, data)
     return img, header, stored
 
@@ -423,13 +450,64 @@ def decode_luma_band(data: bytes, cfg: DecodeConfig, side: int, pixels: int) -> 
 
 
 def decode_grey_and_band(data: bytes, cfg: DecodeConfig, side: int, pixels: int) -> tuple[Header, np.ndarray, np.ndarray]:
-    img, header, stored = _grey_load(data, cfg)
+    header, grey, band, _ = decode_grey_views(data, cfg, (side, pixels), None)
+    return header, grey, band
+
+
+def decode_grey_views(
+    data: bytes, cfg: DecodeConfig, band: tuple[int, int] | None, colour_side: int | None
+) -> tuple[Header, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    try:
+        img, header, stored = _grey_load(data, cfg, colour=colour_side is not None)
+    except DecodeError as err:  # maybe a JPEG libjpeg would not hand out as YCbCr: decode as without one
+        if colour_side is None or err.reason is not Reason.CORRUPT:
+            raise
+        header, grey, luma, _ = decode_grey_views(data, cfg, band, None)
+        return header, grey, luma, decode_colour_small(data, cfg, colour_side)[1]
     grey = _grey_of(img, header, cfg)
-    factor, rows = band_geometry(stored, side, pixels)
-    if img.size == stored:  # loaded at full size: the band is a crop of this load
-        return header, grey, _band_of(img, factor, rows)
-    banded = _with_height(data, rows) if rows < stored[1] else None  # a JPEG the decoder scaled
-    return header, grey, _band_of(_luma_load(banded or data, cfg), factor, rows)
+    luma = None
+    if band is not None:
+        factor, rows = band_geometry(stored, *band)
+        if img.size == stored:  # loaded at full size: the band is a crop of this load
+            luma = _band_of(img, factor, rows)
+        else:  # a JPEG the decoder scaled
+            banded = _with_height(data, rows) if rows < stored[1] else None
+            luma = _band_of(_luma_load(banded or data, cfg), factor, rows)
+    if colour_side is None:
+        return header, grey, luma, None
+    if isinstance(img, JpegImageFile) and img.mode == "L" and img.layers == 3:  # stored RGB, decoded to L
+        return header, grey, luma, decode_colour_small(data, cfg, colour_side)[1]
+    return header, grey, luma, _colour_of(img, header, colour_side)
+
+
+def colour_thumbnail(rgb: Image.Image, side: int) -> Image.Image:
+    """``rgb`` area-averaged (box filter over the whole frame) to a short side of ``side`` and
+    even sides (aspect kept as near as that allows; never enlarged)."""
+    w, h = rgb.size
+    scale = side / min(w, h)
+    if scale >= 1:
+        return rgb
+    return rgb.resize((max(2, 2 * round(w * scale / 2)), max(2, 2 * round(h * scale / 2))), Image.Resampling.BOX)
+
+
+def _colour_of(img: Image.Image, header: Header, side: int) -> np.ndarray:
+    try:
+        if img.mode == "YCbCr":  # averaged first: the conversion is most of the cost at the grey's scale
+            small = colour_thumbnail(img, side).convert("RGB")
+        else:
+            small = colour_thumbnail(_to_rgb(img), side)
+        return np.asarray(_upright(small, _orientation_left(img, header)), dtype=np.uint8)
+    except Exception as err:  # noqa: BLE001
+        raise DecodeError(Reason.CORRUPT, f"{type(err).__name__}: {err}") from None
+
+
+def decode_colour_small(data: bytes, cfg: DecodeConfig, side: int) -> tuple[Header, np.ndarray]:
+    img, header = _open(data, cfg)
+    target = _stats_size(img.size, side)
+    if isinstance(img, JpegImageFile) and target != img.size:
+        img.draft("RGB", target)
+    _load(img, data)
+    return header, _colour_of(img, header, side)
 
 
 def decode_rgb_view(data: bytes, cfg: DecodeConfig, short: int, long: int) -> tuple[Header, np.ndarray]:

@@ -6,7 +6,7 @@ Contract: ``StatsStage(cfg)(batch)`` takes a pyarrow batch with at least ``image
 reason (the reader could not get its bytes) passes through untouched; a row whose image
 fails to decode gets that ``Reason`` and null stats (a null image without a reason counts
 as ``empty_file``). Each image is decoded once per view its filters declare
-(``curate.filters.base``: ``grey``, ``luma_hr``, ``rgb``), up front, shared by every filter;
+(``curate.filters.base``: ``grey``, ``luma_hr``, ``colour_small``, ``rgb``), up front, shared by every filter;
 views no filter declares are not decoded (with none declared, ``grey`` is, as the check that
 the pixels decode). It never raises for bad images.
 """

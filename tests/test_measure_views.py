@@ -13,12 +13,13 @@ from photos import encode, photo, scaled
 import curate.decode
 import curate.filters.base as base
 from curate.config import DecodeConfig
-from curate.decode import BAND_MIN_ROWS, decode_grey, decode_luma_band
+from curate.decode import BAND_MIN_ROWS, decode_colour_small, decode_grey, decode_grey_views, decode_luma_band, decode_rgb
 from curate.filters import (
     ClarityFilter, CompressionFilter, ExposureFilter, HashFilter, ImageView, OverlayFilter, SizeFilter, UpscaleFilter,
     default_filters,
 )
-from curate.filters.base import HR_PIXELS, HR_SIDE, RGB_LONG, RGB_SHORT
+from curate.filters.base import COLOUR_SIDE, HR_PIXELS, HR_SIDE, RGB_LONG, RGB_SHORT
+from curate.filters.colour import ColourFilter, colour_distance, colour_signature
 from curate.filters.overlay import ranges
 from curate.filters.upscale import upscale_factor
 from curate.stats_stage import StatsStage
@@ -82,6 +83,13 @@ def counts(monkeypatch) -> Counter:
     monkeypatch.setattr(base, "decode_luma_band", counted(base.decode_luma_band, "luma_hr"))
     monkeypatch.setattr(base, "decode_grey_and_band", counted(base.decode_grey_and_band, "grey", "luma_hr"))
     monkeypatch.setattr(base, "decode_rgb_view", counted(base.decode_rgb_view, "rgb"))
+    monkeypatch.setattr(base, "decode_colour_small", counted(base.decode_colour_small, "colour_small"))
+
+    def grey_views(data, cfg, band, colour_side):
+        seen.update(("grey", "colour_small") + (("luma_hr",) if band else ()))
+        return decode_grey_views(data, cfg, band, colour_side)
+
+    monkeypatch.setattr(base, "decode_grey_views", grey_views)
     monkeypatch.setattr(curate.decode, "_load", counted(curate.decode._load, "pixel loads"))
     return seen
 
@@ -99,11 +107,76 @@ def test_grey_is_decoded_once_per_image_whatever_the_number_of_filters_reading_i
     assert counts == {"grey": len(blobs), "pixel loads": len(blobs)}
 
 
-def test_default_filters_decode_grey_and_the_band_once_each_and_no_rgb(images, counts):
+def test_default_filters_decode_grey_the_band_and_the_colour_once_each_and_no_rgb(images, counts):
     run(default_filters(), list(images.values()))
-    assert counts["grey"] == counts["luma_hr"] == len(images) and counts["rgb"] == 0
+    assert counts["grey"] == counts["luma_hr"] == counts["colour_small"] == len(images) and counts["rgb"] == 0
     # one pixel load where the grey load is at full size; a big JPEG loads its band again
     assert counts["pixel loads"] == len(images) + 2
+
+
+def test_the_colour_filter_alone_decodes_its_own_small_view(images, counts):
+    run([ColourFilter(), SizeFilter()], list(images.values()))
+    assert counts == {"colour_small": len(images), "pixel loads": len(images)}
+
+
+def _ycbcr_variants() -> dict[str, bytes]:
+    """JPEGs of the wheels' photos: 4:2:0, 4:4:4, progressive, DCT-scaled or not, greyscale, stored RGB, rotated."""
+    out = {}
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "china", "flower", "grace_hopper"):
+        img = photo(name)
+        for factor in (1.0, 2.3):
+            big = scaled(img, factor)
+            for kind, kw in {"420": {}, "444": {"subsampling": 0}, "progressive": {"progressive": True}}.items():
+                buf = io.BytesIO()
+                big.save(buf, "JPEG", quality=88, **kw)
+                out[f"{name} x{factor} {kind}"] = buf.getvalue()
+    astronaut = scaled(photo("astronaut"), 2.3)
+    for kind, (mode, kw) in {"grey": ("L", {}), "stored rgb": ("RGB", {"keep_rgb": True})}.items():
+        buf = io.BytesIO()
+        astronaut.convert(mode).save(buf, "JPEG", quality=88, **kw)
+        out[kind] = buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    astronaut.crop((0, 0, 1100, 800)).save(buf, "JPEG", quality=88, exif=exif)
+    out["rotated"] = buf.getvalue()
+    return out
+
+
+def test_one_decode_gives_a_grey_byte_identical_to_the_grey_decode_and_the_colour_of_its_own_decode():
+    for name, data in _ycbcr_variants().items():
+        header, grey, band, small = decode_grey_views(data, DecodeConfig(), (HR_SIDE, HR_PIXELS), COLOUR_SIDE)
+        assert np.array_equal(grey, decode_grey(data)[1]), name
+        assert np.array_equal(band, decode_luma_band(data, DecodeConfig(), HR_SIDE, HR_PIXELS)[1]), name
+        own = decode_colour_small(data, DecodeConfig(), COLOUR_SIDE)[1]
+        assert small.shape == own.shape, name
+        assert small.dtype == np.uint8 and small.shape[2] == 3 and min(small.shape[:2]) == COLOUR_SIDE, name
+        assert small.shape[0] % 2 == small.shape[1] % 2 == 0, name  # the 2x2 cells are exact halves of the frame
+        assert small.shape[1] / small.shape[0] == pytest.approx(header.width / header.height, rel=0.04), name
+        reference = np.asarray(decode_rgb(data))  # the full decode, upright
+        assert colour_distance(colour_signature(small), colour_signature(reference)) <= 1, name
+        assert colour_distance(colour_signature(own), colour_signature(reference)) <= 1, name
+        # the cells' mean colours themselves: within 2 RGB units of the full decode's
+        assert np.abs(_cell_means(small) - _cell_means(reference)).max() < 2, name
+
+
+def _cell_means(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return np.array([rgb[r, c].reshape(-1, 3).mean(axis=0) for r in (slice(0, h // 2), slice(h // 2, h))
+                     for c in (slice(0, w // 2), slice(w // 2, w))])
+
+
+def test_the_colour_view_sees_chroma_and_a_grey_frame_has_none(images):
+    variants = _ycbcr_variants()
+    for name in ("stored rgb", "astronaut x2.3 420"):
+        small = decode_grey_views(variants[name], DecodeConfig(), None, COLOUR_SIDE)[3].astype(int)
+        assert np.abs(small[..., 0] - small[..., 2]).max() > 40, name  # astronaut's red, white and blue
+    grey = decode_grey_views(variants["grey"], DecodeConfig(), None, COLOUR_SIDE)[3]
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 0], grey[..., 2])
+    view = ImageView(*decode_grey(images["png"]))  # no bytes: the grey frame
+    small = view.colour_small
+    assert min(small.shape[:2]) == COLOUR_SIDE and np.array_equal(small[..., 0], small[..., 2])
+    assert np.abs(small[..., 0].astype(float).mean() - view.grey.mean()) < 1
 
 
 def test_rgb_filters_share_one_rgb_decode_and_no_grey_is_decoded(images, counts):

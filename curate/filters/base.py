@@ -21,6 +21,13 @@ Views of one image (``ImageView``), each decoded at most once, on first use or u
   A JPEG is decoded for those rows only; when ``grey`` is declared too and its load is at
   full size (non-JPEG files; JPEGs the decoder does not scale for ``grey``) the band is
   cut from that one load.
+- ``colour_small``: uint8 ``(h, w, 3)`` RGB, upright, converted as ``rgb``, area-averaged over
+  the whole frame to a short side of ``COLOUR_SIDE`` and even sides (never enlarged;
+  ``curate.decode.colour_thumbnail``). When ``grey`` is declared too it comes from the grey's
+  load (``curate.decode.decode_grey_views``: a JPEG decoded once, in YCbCr, at the grey's
+  scale, averaged before its conversion to RGB), else from its own small decode
+  (``curate.decode.decode_colour_small``). A view given as a decoded grey (no bytes) has that
+  grey frame, in RGB.
 - ``rgb``: uint8 ``(h, w, 3)`` RGB, upright, alpha composited over white, no larger than
   ``RGB_SHORT`` x ``RGB_LONG`` (never enlarged; ``curate.decode.decode_rgb_view``). For models.
 
@@ -33,14 +40,19 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from curate.config import DecodeConfig
-from curate.decode import DecodeError, Header, band_geometry, decode_grey, decode_grey_and_band, decode_luma_band, decode_rgb_view
+from curate.decode import (
+    DecodeError, Header, band_geometry, colour_thumbnail, decode_colour_small, decode_grey, decode_grey_and_band, decode_grey_views,
+    decode_luma_band, decode_rgb_view,
+)
 from curate.reasons import Reason
 
 HR_SIDE, HR_PIXELS = 1024, 1 << 19
 RGB_SHORT, RGB_LONG = 640, 1280
-VIEWS = ("grey", "luma_hr", "rgb")  # the order the stage decodes them in: a row's reason comes from the first
+COLOUR_SIDE = 32
+VIEWS = ("grey", "luma_hr", "colour_small", "rgb")  # the order the stage decodes them in: a row's reason comes from the first
 
 
 class ImageView:
@@ -70,13 +82,21 @@ class ImageView:
             raise DecodeError(Reason.EMPTY_FILE, "zero bytes")
         grey = "grey" in views and "grey" not in self._views
         band = "luma_hr" in views and "luma_hr" not in self._views
-        if grey and band:
+        colour = "colour_small" in views and "colour_small" not in self._views
+        if grey and colour:
+            header, self._views["grey"], luma, self._views["colour_small"] = decode_grey_views(
+                self.data, self.cfg, (HR_SIDE, HR_PIXELS) if band else None, COLOUR_SIDE)
+            if band:
+                self._views["luma_hr"] = luma
+        elif grey and band:
             header, self._views["grey"], self._views["luma_hr"] = decode_grey_and_band(self.data, self.cfg, HR_SIDE, HR_PIXELS)
         elif grey:
             header, self._views["grey"] = decode_grey(self.data, self.cfg)
         elif band:
             header, self._views["luma_hr"] = decode_luma_band(self.data, self.cfg, HR_SIDE, HR_PIXELS)
-        if grey or band:
+        if colour and not grey:
+            header, self._views["colour_small"] = decode_colour_small(self.data, self.cfg, COLOUR_SIDE)
+        if grey or band or colour:
             self.header = self.header or header
         if "rgb" in views and "rgb" not in self._views:
             header, self._views["rgb"] = decode_rgb_view(self.data, self.cfg, RGB_SHORT, RGB_LONG)
@@ -89,6 +109,8 @@ class ImageView:
                     and header.orientation == 1 and grey.shape == (header.height, header.width):
                 _, rows = band_geometry((header.width, header.height), HR_SIDE, HR_PIXELS)
                 self._views[name] = grey[:rows]  # a grey given at full size holds the band
+            elif name == "colour_small" and not self.data and grey is not None:
+                self._views[name] = np.asarray(colour_thumbnail(Image.fromarray(grey).convert("RGB"), COLOUR_SIDE))
             else:
                 self.fill((name,))
         return self._views[name]
@@ -100,6 +122,10 @@ class ImageView:
     @property
     def luma_hr(self) -> np.ndarray:
         return self._get("luma_hr")
+
+    @property
+    def colour_small(self) -> np.ndarray:
+        return self._get("colour_small")
 
     @property
     def rgb(self) -> np.ndarray:

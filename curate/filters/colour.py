@@ -2,9 +2,11 @@
 
 Contract:
 - ``stat_colorhash``: the frame split into 2x2 cells (upright, rows and columns halved); per
-  cell the mean colour as three 5-bit levels: luma ``Y`` on a square-root scale
-  (``round(31 * sqrt(Y / 255))``: a brightness change of a few percent moves dark and bright
-  cells alike by about a level) and chroma ``Cb`` / ``Cr`` (BT.601, full range) in steps of
+  cell the mean colour of the ``colour_small`` view (``curate.filters.base``: RGB averaged to
+  a short side of ``COLOUR_SIDE``, even sides) as three 5-bit levels: luma ``Y`` on a
+  square-root scale (``round(31 * sqrt(Y / 255))``: a brightness change of a few percent
+  moves dark and bright cells alike by about a level) and chroma ``Cb`` / ``Cr`` (BT.601,
+  full range, of the mean RGB) in steps of
   ``CHROMA_STEP`` around neutral 16 (clipped to 0..31). Packed cell-major (top-left, top-right,
   bottom-left, bottom-right), ``Y, Cb, Cr`` per cell, first cell in the most significant of
   the low 60 bits; the top 4 bits are 0.
@@ -12,19 +14,17 @@ Contract:
   values (L-infinity, a metric). ``mirror_colour`` is the signature of the left-right mirror
   (cells swapped), so it can be compared with a mirrored copy's.
 - It measures colour the grey hashes cannot see (two smooth frames with the same structure in
-  different colours or brightness), from the smallest decode there is: a JPEG is decoded at
-  1/8 scale in RGB (``curate.decode.decode_rgb_view`` to a short side of at most ``SIDE``),
-  so the cost is about one reduced entropy decode; other formats are loaded once more. A view
-  built from a decoded grey alone (no bytes) is measured as that grey frame (neutral chroma).
+  different colours or brightness). Its view comes from the grey view's own decode when the
+  stage decodes both (a JPEG decoded once, in YCbCr; other formats loaded once), so it costs
+  the chroma of that decode and an area average. A view built from a decoded grey alone (no
+  bytes) is measured as that grey frame (neutral chroma).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from curate.decode import decode_rgb_view
 from curate.filters.base import ImageView
 
-SIDE = 32
 CHROMA_STEP = 4.0
 LEVELS = 31
 _SHIFTS = np.arange(11, -1, -1, dtype=np.uint64) * np.uint64(5)  # value v of 12 at bit 5 * (11 - v)
@@ -68,10 +68,7 @@ def mirror_colour(sig: np.ndarray) -> np.ndarray:
 
 class ColourFilter:
     columns = ("stat_colorhash",)
-    view = None  # decodes its own 1/8-scale RGB (module doc): the shared rgb view is far larger
+    view = "colour_small"
 
     def measure(self, view: ImageView) -> dict[str, int]:
-        if not view.data:  # a view given as decoded grey: a grey frame (no grey either: EMPTY_FILE)
-            return {"stat_colorhash": colour_signature(np.repeat(view.grey[:, :, None], 3, axis=2))}
-        _, rgb = decode_rgb_view(view.data, view.cfg, SIDE, 4 * SIDE)
-        return {"stat_colorhash": colour_signature(rgb)}
+        return {"stat_colorhash": colour_signature(view.colour_small)}
