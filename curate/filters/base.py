@@ -141,3 +141,18 @@ class Filter(Protocol):
     view: str | None
 
     def measure(self, view: ImageView) -> dict[str, float | int | None]: ...
+
+
+def window_extreme(grey: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
+    """``op`` (max or min) over each ``size x size`` window, edges replicated: Pillow's
+    ``MaxFilter`` / ``MinFilter``, as two separable 1-D passes."""
+    r = size // 2
+    h, w = grey.shape
+    padded = np.pad(grey, r, mode="edge")
+    rows = padded[:, :w].copy()
+    for i in range(1, size):
+        op(rows, padded[:, i : i + w], out=rows)
+    out = rows[:h].copy()
+    for i in range(1, size):
+        op(out, rows[i : i + h], out=out)
+    return out

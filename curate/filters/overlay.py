@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.filters.base import ImageView
+from curate.filters.base import ImageView, window_extreme
 
 BAR_AT = 0.25
 LOGO_AT = 0.7
@@ -49,25 +49,10 @@ def bar_score(grey: np.ndarray) -> float:
     return best
 
 
-def _window(grey: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
-    """``op`` (max or min) over each ``size x size`` window, edges replicated: Pillow's
-    ``MaxFilter`` / ``MinFilter``, as two separable 1-D passes."""
-    r = size // 2
-    h, w = grey.shape
-    padded = np.pad(grey, r, mode="edge")
-    rows = padded[:, :w].copy()
-    for i in range(1, size):
-        op(rows, padded[:, i : i + w], out=rows)
-    out = rows[:h].copy()
-    for i in range(1, size):
-        op(out, rows[i : i + h], out=out)
-    return out
-
-
 def ranges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(max - min) over each 5x5 and each 7x7 window (uint8; the 7x7 extremes are the 3x3 ones of the 5x5)."""
-    high, low = _window(grey, 5, np.maximum), _window(grey, 5, np.minimum)
-    return high - low, _window(high, 3, np.maximum) - _window(low, 3, np.minimum)
+    high, low = window_extreme(grey, 5, np.maximum), window_extreme(grey, 5, np.minimum)
+    return high - low, window_extreme(high, 3, np.maximum) - window_extreme(low, 3, np.minimum)
 
 
 def logo_score(grey: np.ndarray) -> float:
