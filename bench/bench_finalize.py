@@ -152,7 +152,6 @@ def unit_tables(unit: Unit, first_row: int) -> tuple[pa.Table, pa.Table]:
     shifts = np.arange(8, dtype=np.uint64) * np.uint64(5)
     words = WORDS[((mix(g, 4)[:, None] >> shifts) % np.uint64(len(WORDS))).astype(np.int64)]
     captions = [" ".join(w) for w in words.tolist()]
-    mask = pa.array(failed)
 
     def col(name, type_):
         return pa.array(v[name], type_, mask=failed)

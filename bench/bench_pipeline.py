@@ -410,7 +410,7 @@ def main() -> None:
     worst_bytes = max(sum(r["out"].values()) / r["in_bytes"] for r in results)
     ok = [worst <= TARGET_RATIO, max(small, retune) <= TARGET_SMALL_S, worst_bytes <= TARGET_BYTES]
     verdicts = ["PASS" if o else "MISS" for o in ok]
-    print(f"SUMMARY curate run / bare stats loop: " + ", ".join(f"{r['n']:,} img {r['wall'] / r['bare']:.2f}x" for r in results)
+    print("SUMMARY curate run / bare stats loop: " + ", ".join(f"{r['n']:,} img {r['wall'] / r['bare']:.2f}x" for r in results)
           + f" (target <= {TARGET_RATIO}x) [{verdicts[0]}]; small run {small:.1f} s, retune {retune:.1f} s [{verdicts[1]}]; "
           f"bytes out/in {worst_bytes:.3f} (target <= {TARGET_BYTES}) [{verdicts[2]}]")
 

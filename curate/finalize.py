@@ -22,19 +22,18 @@ import functools
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate import ray_adapter
 from curate.config import CurateConfig
 from curate.dedup import near_pairs, near_pairs_distributed
 from curate.dedup.index import index_columns, load_prior, record
 from curate.dedup.keeper import COLUMNS as KEEPER_COLUMNS
-from curate.layout import DECISIONS, IMAGES, REPORT, REPORT_ASSETS, Unit, decisions_version, unit_file
+from curate.layout import DECISIONS, IMAGES, Unit, decisions_version, unit_file
 from curate.manifest import group_version, listed_files, new_manifest, write_manifest
 from curate.progress import progress_bar
 from curate.report import write_report
@@ -61,7 +60,6 @@ class Plan:
     input_desc: str
     measured_with: dict
     stage: str  # "curate run" | "curate retune"
-    extra_groups: dict = field(default_factory=dict)
 
 
 def _group_store(store: Store, plan: Plan, group: str) -> Store:

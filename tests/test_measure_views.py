@@ -13,7 +13,8 @@ from photos import encode, photo, scaled
 import curate.decode
 import curate.filters.base as base
 from curate.config import DecodeConfig
-from curate.decode import BAND_MIN_ROWS, decode_colour_small, decode_grey, decode_grey_views, decode_luma_band, decode_rgb
+from curate.decode import decode_grey, decode_rgb
+from curate.decode_views import BAND_MIN_ROWS, decode_colour_small, decode_grey_views, decode_luma_band
 from curate.filters import (
     ClarityFilter, CompressionFilter, ExposureFilter, HashFilter, ImageView, OverlayFilter, SizeFilter, UpscaleFilter,
     default_filters,

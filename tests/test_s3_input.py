@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 
-import pyarrow.fs as pafs
 import pytest
-from moto import server as moto_server
 
+from local_s3 import local_s3
 from cases import TEST_CONFIG, cases, write_tars
 from curate.config import CurateConfig
 from curate.pipeline import run
@@ -18,30 +16,21 @@ from outputs import rows_by_caption
 import curate
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_uri(tmp_path_factory):
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
-    fs = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1",
-        access_key="test", secret_key="test", allow_bucket_creation=True,
-    )
+    with local_s3() as (fs, options):
+        yield _fill(fs, options, tmp_path_factory)
+
+
+def _fill(fs, options: str, tmp_path_factory) -> str:
+    """Upload the test tars; return the input URI."""
     fs.create_dir("curation-input")
     local = tmp_path_factory.mktemp("tars")
     write_tars(local)
     for tar in sorted(local.glob("*.tar")):
         with fs.open_output_stream(f"curation-input/shards/{tar.name}") as out:
             out.write(tar.read_bytes())
-    yield f"s3://curation-input/shards/*.tar?{options}"
-    server.stop()
+    return f"s3://curation-input/shards/*.tar?{options}"
 
 
 def test_pipeline_reads_tars_from_s3(s3_uri, tmp_path, local_ray):

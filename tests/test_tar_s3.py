@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import tarfile
 
-import pyarrow.fs as pafs
 import pytest
-from moto import server as moto_server
 
 from curate.config import InputConfig
+from local_s3 import local_s3
 from curate.readers import fetch_image, list_partitions
 from curate.readers.fsutil import resolve
 from curate.readers.webdataset import stats_count
@@ -19,21 +17,14 @@ from tar_inputs import add_member, img2dataset_tar
 IMAGES = [photo(name) for name in ("chelsea", "coffee", "astronaut", "rocket", "camera", "hubble")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory):
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    fs = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1",
-        access_key="test", secret_key="test", allow_bucket_creation=True,
-    )
+    with local_s3() as (fs, options):
+        yield _fill(fs, options, tmp_path_factory)
+
+
+def _fill(fs, options: str, tmp_path_factory) -> str:
+    """Upload the test tars; return the input URI."""
     fs.create_dir("tars")
     local = tmp_path_factory.mktemp("tars")
     img2dataset_tar(local / "00000.tar", IMAGES * 5)
@@ -47,8 +38,7 @@ def bucket(tmp_path_factory):
             out.write((local / name).read_bytes())
     with fs.open_output_stream("tars/shards/00001_stats.json") as out:  # written after its tar
         out.write(json.dumps({"count": 5, "successes": 2, "failed_to_download": 3}).encode())
-    yield f"s3://tars/shards/*.tar?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
-    server.stop()
+    return f"s3://tars/shards/*.tar?{options}"
 
 
 def test_tars_on_s3_list_read_and_fetch_by_offset(bucket):

@@ -17,19 +17,19 @@ Views of one image (``ImageView``), each decoded at most once, on first use or u
   stored resolution: the top rows of the image as stored (EXIF orientation not applied),
   at full resolution for images with a short side below ``2 * HR_SIDE`` (else reduced by
   the whole factor ``short // HR_SIDE``), as many rows as fit ``HR_PIXELS`` pixels (at least
-  ``curate.decode.BAND_MIN_ROWS``, at most the image) (``curate.decode.decode_luma_band``).
+  ``curate.decode_views.BAND_MIN_ROWS``, at most the image) (``curate.decode_views.decode_luma_band``).
   A JPEG is decoded for those rows only; when ``grey`` is declared too and its load is at
   full size (non-JPEG files; JPEGs the decoder does not scale for ``grey``) the band is
   cut from that one load.
 - ``colour_small``: uint8 ``(h, w, 3)`` RGB, upright, converted as ``rgb``, area-averaged over
   the whole frame to a short side of ``COLOUR_SIDE`` and even sides (never enlarged;
-  ``curate.decode.colour_thumbnail``). When ``grey`` is declared too it comes from the grey's
-  load (``curate.decode.decode_grey_views``: a JPEG decoded once, in YCbCr, at the grey's
+  ``curate.decode_views.colour_thumbnail``). When ``grey`` is declared too it comes from the grey's
+  load (``curate.decode_views.decode_grey_views``: a JPEG decoded once, in YCbCr, at the grey's
   scale, averaged before its conversion to RGB), else from its own small decode
-  (``curate.decode.decode_colour_small``). A view given as a decoded grey (no bytes) has that
+  (``curate.decode_views.decode_colour_small``). A view given as a decoded grey (no bytes) has that
   grey frame, in RGB.
 - ``rgb``: uint8 ``(h, w, 3)`` RGB, upright, alpha composited over white, no larger than
-  ``RGB_SHORT`` x ``RGB_LONG`` (never enlarged; ``curate.decode.decode_rgb_view``). For models.
+  ``RGB_SHORT`` x ``RGB_LONG`` (never enlarged; ``curate.decode_views.decode_rgb_view``). For models.
 
 ``header`` (format, upright size, JPEG quantization tables) and ``data`` (the encoded
 bytes) come with every view at no decode cost. A view that fails to decode raises
@@ -43,9 +43,10 @@ import numpy as np
 from PIL import Image
 
 from curate.config import DecodeConfig
-from curate.decode import (
-    DecodeError, Header, band_geometry, colour_thumbnail, decode_colour_small, decode_grey, decode_grey_and_band, decode_grey_views,
-    decode_luma_band, decode_rgb_view,
+from curate.decode import DecodeError, Header, decode_grey
+from curate.decode_views import (
+    band_geometry, colour_thumbnail, decode_colour_small, decode_grey_and_band, decode_grey_views, decode_luma_band,
+    decode_rgb_view,
 )
 from curate.reasons import Reason
 
