@@ -36,5 +36,10 @@ bench-peers: setup  ## refinery vs imagededup (PHash) and cleanvision on the sam
 eval: setup   ## accuracy of the default decisions (the table in the README)
 	$(BIN)/python bench/eval_accuracy.py
 
+.PHONY: report-shot
+report-shot: setup  ## the bundled sample's report.html in headless Chromium -> demo-out/report.png (curates it first if needed)
+	test -f demo-out/curated/report.html || $(BIN)/refinery curate demo --output demo-out
+	$(BIN)/python -m curate.report.shot demo-out/curated/report.html demo-out/report.png
+
 clean:
 	rm -rf demo-out .pytest_cache

@@ -3,25 +3,43 @@
 ``load_config(path)`` returns a ``CurateConfig``: the bundled ``curate/configs/default.yaml``
 with ``path``'s settings merged on top (mappings key by key; a list such as ``rules``
 replaces the default list whole). Unknown keys are errors (a typo never passes silently).
+Validation also refuses what would hang or crash a run later: CPUs of 0 or below, a stage
+asking for more CPUs than ``ray.num_cpus`` gives the local Ray (``check_stage_fit``; the Ray
+adapter checks the same against the real cluster when it connects), ``min > max`` in a rule,
+NaN or infinite numbers, ``decode.formats`` outside ``SAFE_FORMATS``, and report sizes that
+would make a huge page (``report.*`` bounded). Types are strict: a number must be a YAML
+number (``true`` or ``"4"`` is no int; an int is a float). The YAML is read without aliases
+or anchors (no alias bomb) and refuses a repeated key, and a ``ConfigError`` is one line that
+names the key and never repeats the file's values at length (``curate.safe_yaml``).
 Stage specs (``stages.<name>``: CPUs, GPUs, batch size, actor pool, error policy) are data
 here, read by the Ray adapter (``curate.ray_adapter``); filters and rules never see them.
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curate.reasons import Reason
+from curate.reasons import DECODE_FAILURES, Reason
+from curate.safe_yaml import load_yaml, yaml_problem
+from curate.safe_yaml import one_line as _one_line
+from curate.safe_yaml import short as _short
+from curate.safe_yaml import validation_problem as _validation_problem
 from curate.schema import HASH_COLUMNS, SCHEMA
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
-
+# Pillow formats whose decoders are safe on untrusted bytes; EPS/PS (Ghostscript), PDF and the rest never are.
+SAFE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+MAX_CONFIG_BYTES = 2**20
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict types: a number must be a YAML number (``true`` or ``"4"`` is not an int; an int is a float)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class ActorPool(_Strict):
@@ -98,6 +116,10 @@ class InputConfig(_Strict):
     # Parquet path references may point into (local paths or URIs; [] = none).
     max_file_bytes: int = Field(64 * 2**20, ge=1, description="larger image files/values are too_large, not read")
     allowed_roots: list[str] = []
+    # Transient read errors (network, throttling) are retried this many times, waiting
+    # retry_backoff_s, then twice that, ... (not part of what the stats were measured with).
+    retries: int = Field(3, ge=0, le=20, description="retries of a transient read error")
+    retry_backoff_s: float = Field(0.5, ge=0, le=60, description="first back-off wait, doubled at each retry")
 
 
 class DecodeConfig(_Strict):
@@ -107,14 +129,29 @@ class DecodeConfig(_Strict):
     max_jpeg_scans: int = Field(100, ge=1, description="JPEGs with more scans (SOS markers) are too_complex, not decoded")
     max_decode_seconds: float = Field(30.0, gt=0, description="watchdog: a decode running longer stops as too_complex")
 
+    @field_validator("formats")
+    @classmethod
+    def _safe_formats(cls, formats: list[str]) -> list[str]:
+        if not formats:
+            raise ValueError("is empty: every image would be rejected as unsupported_format")
+        for name in formats:
+            if name in SAFE_FORMATS:
+                continue
+            close = difflib.get_close_matches(str(name).upper(), SAFE_FORMATS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(f"{_short(name)} is not allowed ({hint}safe for untrusted input: {', '.join(SAFE_FORMATS)})")
+        return formats
+
 
 class Rule(_Strict):
-    """Reject a row with ``reason`` when ``column`` is below ``min`` or above ``max``."""
+    """Reject a row with ``reason`` when ``column`` is below ``min`` or above ``max`` (a numeric
+    column), or when it is not one of ``values`` (a text column: ``stat_caption_lang``, ...)."""
 
     column: str
-    reason: Reason
+    reason: Annotated[Reason, Field(strict=False)]  # YAML gives the code as a string
     min: float | None = None
     max: float | None = None
+    values: list[str] | None = Field(None, min_length=1, description="text column: the values that pass")
     on_null: Literal["reject", "pass"] = Field(
         "reject", description="a row whose column is null (never measured): reject it with `reason`, or let it pass"
     )
@@ -124,20 +161,28 @@ class Rule(_Strict):
     def _numeric_column(cls, name: str) -> str:
         idx = SCHEMA.get_field_index(name)
         if idx < 0:
-            raise ValueError(f"unknown column {name!r}")
+            raise ValueError(f"unknown column {_short(name)}")
         typ = SCHEMA.field(idx).type
         import pyarrow.types as t
 
-        if not (t.is_integer(typ) or t.is_floating(typ)):
-            raise ValueError(f"column {name!r} is not numeric ({typ})")
+        if not (t.is_integer(typ) or t.is_floating(typ) or t.is_string(typ)):
+            raise ValueError(f"column {name!r} is neither numeric nor text ({typ})")
         if name in HASH_COLUMNS:
             raise ValueError(f"column {name!r} is a hash (compared by dedup), not a quantity to threshold")
         return name
 
     @model_validator(mode="after")
     def _has_bound(self) -> "Rule":
+        text = SCHEMA.field(self.column).type == "string"
+        if text or self.values is not None:
+            if not text or self.values is None or self.min is not None or self.max is not None:
+                raise ValueError(f"rule on {self.column!r}: a text column takes `values` (those that pass), "
+                                 "a numeric column `min`/`max`")
+            return self
         if self.min is None and self.max is None:
             raise ValueError(f"rule on {self.column!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"rule on {self.column!r}: min ({self.min:g}) > max ({self.max:g}) rejects every row")
         return self
 
 
@@ -153,7 +198,7 @@ class DedupConfig(_Strict):
         ["no_overlay", "native", "compression", "pixels"], description="near-dup keeper order (curate.dedup.keeper)"
     )
     distributed_above: int = Field(
-        2_000_000, ge=0, description="rows above which near-dup search runs as Ray tasks"
+        2_000_000, ge=0, description="rows above which finalize finds duplicates as Ray work over staged files (driver holds counts)"
     )
     index: str | None = Field(
         None, description="dedup index shared by runs (folder or URI): copies of what earlier runs kept are rejected"
@@ -161,18 +206,28 @@ class DedupConfig(_Strict):
 
 
 class ReportConfig(_Strict):
-    thumbnails_per_reason: int = Field(6, ge=0)
-    thumbnail_side: int = Field(128, ge=16)
+    thumbnails_per_reason: int = Field(6, ge=0, le=200)
+    thumbnail_side: int = Field(128, ge=16, le=1024)
     max_rows: int = Field(
-        200_000, ge=1, description="histograms and thumbnails over at most about this many rows (a deterministic sample)"
+        200_000, ge=1, le=10_000_000, description="histograms and thumbnails over at most about this many rows (a deterministic sample)"
     )
 
 
 class RayConfig(_Strict):
     address: str | None = Field(None, description="null: RAY_ADDRESS if set, else a local Ray")
-    num_cpus: int | None = Field(None, description="CPUs for a local Ray (null: all)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (null: all)")
     in_process_below: int = Field(
         500, ge=0, description="run in this process, without starting Ray, when the input has fewer rows (0: never)"
+    )
+
+
+class RunConfig(_Strict):
+    """How ``curate run`` judges its own outcome (``curate.run_checks``)."""
+
+    fail_above_fraction: float | None = Field(
+        0.9, ge=0, le=1,
+        description="exit 3 when one read/decode failure reason holds more than this fraction of the rows, "
+                    "or every row (null: never)",
     )
 
 
@@ -184,6 +239,7 @@ class CurateConfig(_Strict):
     dedup: DedupConfig = DedupConfig()
     report: ReportConfig = ReportConfig()
     ray: RayConfig = RayConfig()
+    run: RunConfig = RunConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -193,6 +249,31 @@ class CurateConfig(_Strict):
             renames = ", ".join(f"{k} -> stages.{k.removesuffix('_stage')}" for k in old)
             raise ValueError(f"stage settings moved under `stages:` ({renames})")
         return data
+
+    @model_validator(mode="after")
+    def _stages_fit_local_ray(self) -> "CurateConfig":
+        if self.ray.num_cpus is not None and self.ray.address is None:
+            problem = check_stage_fit({f"stages.{k}": v for k, v in self.stages}, self.ray.num_cpus, None, "ray.num_cpus")
+            if problem:
+                raise ValueError(problem)
+        return self
+
+
+def check_stage_fit(stages: Mapping[str, StageSpec], cpus: float, gpus: float | None, where: str) -> str | None:
+    """Why a stage (by the name it is reported under) could never be scheduled on ``cpus`` CPUs
+    (and ``gpus`` GPUs unless None), or None.
+
+    A task or actor asking for more than the whole cluster has waits forever in Ray; so does
+    an actor pool whose ``min`` actors together need more.
+    """
+    for name, spec in stages.items():
+        low = (spec.pool() or (1, 1))[0]
+        for key, need, have in (("num_cpus", spec.num_cpus, cpus), ("num_gpus", spec.num_gpus, gpus)):
+            if have is None or need * low <= have:
+                continue
+            asked = f"{need:g}" if low == 1 else f"{need:g} x {low} actors = {need * low:g}"
+            return f"{name}: {key} {asked} is more than {where} ({have:g}); Ray would wait forever"
+    return None
 
 
 class ConfigError(ValueError):
@@ -206,11 +287,18 @@ def _default_rules() -> list[Rule]:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from err
+        raise ConfigError(f"cannot read config {path}: {err.strerror or type(err).__name__}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {err.start})") from err
+    except RecursionError as err:
+        raise ConfigError(f"config {path} is nested too deeply") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"config {path} is not valid YAML: {err}") from err
+        raise ConfigError(_one_line(f"config {path} is not valid YAML: {yaml_problem(err)}")) from err
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of settings, not {type(raw).__name__}")
     return raw or {}
@@ -235,4 +323,28 @@ def load_config(path: str | Path | None = None) -> CurateConfig:
     try:
         return CurateConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"config {path} is invalid:\n{err}") from err
+        raise ConfigError(_one_line(f"config {path} is invalid: {_validation_problem(err)}")) from err
+    except RecursionError as err:
+        raise ConfigError(f"config {path} is nested too deeply") from err
+
+
+def dropped_rule_reasons(used: Iterable[str], config: CurateConfig) -> list[str]:
+    """The rule reasons among ``used`` (e.g. a manifest's ``reasons`` counts) that no rule of
+    ``config`` gives any more, sorted: what a ``rules:`` list that replaced the defaults lost."""
+    rule_reasons = set(Reason) - DECODE_FAILURES - {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE}
+    return sorted(set(used) & {str(r) for r in rule_reasons} - {str(r.reason) for r in config.rules})
+
+
+def to_yaml(config: CurateConfig) -> str:
+    """``config`` as YAML that ``load_config`` reads back to an equal config (every key spelled out)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=120)
+
+
+def config_from(settings: Mapping, source: str = "config mapping") -> CurateConfig:
+    """``settings`` (what a config file would hold) merged onto the bundled defaults and validated
+    as ``load_config`` validates a file; a ``ConfigError`` naming ``source`` when it does not."""
+    raw = merge(_read_yaml(DEFAULT_CONFIG), dict(settings))
+    try:
+        return CurateConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(f"{source} is invalid: {_validation_problem(err)}")) from err

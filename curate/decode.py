@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import time
 import warnings
 import zlib
@@ -205,8 +206,10 @@ def _open(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(_Watched(data, cfg.max_decode_seconds), formats=_openers(tuple(cfg.formats)))
-    except Image.DecompressionBombError as err:
-        raise DecodeError(Reason.TOO_MANY_PIXELS, str(err)) from None
+    except Image.DecompressionBombError as err:  # Pillow's own ceiling; say the configured one
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{found.group(1)} pixels" if found else "the image"
+        raise DecodeError(Reason.TOO_MANY_PIXELS, f"{size} over the budget decode.max_pixels={cfg.max_pixels}") from None
     except _Overtime as err:
         raise DecodeError(Reason.TOO_COMPLEX, str(err)) from None
     except UnidentifiedImageError:
@@ -219,7 +222,7 @@ def _open(data: bytes, cfg: DecodeConfig) -> tuple[Image.Image, Header]:
     if width <= 0 or height <= 0:
         raise DecodeError(Reason.BAD_HEADER, f"impossible size {width}x{height}")
     if width * height > cfg.max_pixels:
-        raise DecodeError(Reason.TOO_MANY_PIXELS, f"{width}x{height} over budget {cfg.max_pixels}")
+        raise DecodeError(Reason.TOO_MANY_PIXELS, f"{width}x{height} over the budget decode.max_pixels={cfg.max_pixels}")
     if img.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > cfg.max_jpeg_scans:
         raise DecodeError(Reason.TOO_COMPLEX, f"{scans} JPEG scans, over the limit decode.max_jpeg_scans={cfg.max_jpeg_scans}")
     orientation = _orientation(img)

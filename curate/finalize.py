@@ -6,12 +6,16 @@ Contract: ``finalize(store, plan, config)`` decides every row of ``plan``'s unit
    the images group's id/size/source columns, and any other group a rule names) and only
    the rows that pass every rule come back, with just what dedup reads (``DEDUP_COLUMNS``:
    row key, id, hashes, keeper stats; about 150 bytes a row).
-2. Duplicates on the driver over those compact rows (and the dedup index's prior rows):
-   exact by id, near by the hash search (``curate.rules.duplicate_reasons``).
+2. Duplicates over those compact rows (and the dedup index's prior rows): exact by id, near
+   by the hash search. Up to ``dedup.distributed_above`` rows on the driver
+   (``curate.rules.duplicate_reasons``); above it as work over staged files under ``STAGED``
+   (``curate.dedup.staged``: pass 1 stages each unit's rows instead of returning them, the
+   driver holds counts, pass 2 reads each unit's duplicates from a file). Same decisions.
 3. Decisions, a map over units: rules again (deterministic), the unit's duplicates, its
    decisions file of generation ``plan.generation`` (aligned with its images file), its
-   counts, its funnel and its report sample (at most ``report.max_rows`` rows in all, by a
-   hash of the row key).
+   counts, its funnel, its report sample (at most ``report.max_rows`` rows in all, by a
+   hash of the row key) and, after a retune, its difference to the decisions generation it
+   replaces (``plan.previous``; ``curate.report.diff``).
 Then the report (exact counts, sampled histograms), the manifest (the commit point), the
 dedup index (after the commit), and removal of files the manifest does not list (older
 decision generations, orphans). Image bytes are never rewritten. Returns the manifest.
@@ -20,9 +24,10 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +36,23 @@ import pyarrow as pa
 from curate import ray_adapter
 from curate.config import CurateConfig
 from curate.dedup import near_pairs, near_pairs_distributed
-from curate.dedup.index import index_columns, load_prior, record
+from curate.dedup import staged
+from curate.dedup.index import index_columns, load_prior, prior_parts, record
 from curate.dedup.keeper import COLUMNS as KEEPER_COLUMNS
-from curate.layout import DECISIONS, IMAGES, Unit, decisions_version, unit_file
-from curate.manifest import group_version, listed_files, new_manifest, write_manifest
+from curate.layout import DECISIONS, IMAGES, STAGING, Unit, decisions_version, unit_file
+from curate.manifest import entry_file, group_version, listed_files, new_manifest, run_record, write_manifest
 from curate.progress import progress_bar
 from curate.report import write_report
+from curate.report.diff import merge_diffs, unit_diff
 from curate.report.funnel import funnel, merge_funnels
 from curate.rules import duplicate_reasons, rule_reasons
-from curate.schema import GROUPS, STAT_COLUMNS, conform, group_of, group_schema, set_column, subschema
+from curate.schema import GROUPS, STAT_COLUMNS, conform, group_of, group_schema, make_row_key, set_column, subschema
 from curate.store import Store
 
 IMAGE_META = ["row_key", "id", "source_uri", "source_index", "source_key", "source_offset", "image_format", "width", "height", "caption"]
 # What the duplicate search reads of each row that passed the rules.
 DEDUP_COLUMNS = list(dict.fromkeys(["row_key", *index_columns(), *KEEPER_COLUMNS]))
+STAGED = f"{STAGING}/finalize"  # the distributed path's files (curate.dedup.staged), removed after pass 2
 # What the report reads (never bytes).
 REPORT_COLUMNS = [c for c in (*IMAGE_META, *STAT_COLUMNS, "decode_error", "error_message", "keep", "reasons", "dup_of")]
 
@@ -60,6 +68,9 @@ class Plan:
     input_desc: str
     measured_with: dict
     stage: str  # "curate run" | "curate retune"
+    timings: dict = field(default_factory=dict)  # stage -> throughput (curate.progress), before finalize
+    started: float | None = None  # time.monotonic() when the command started (default: finalize's start)
+    previous: tuple[str, dict] | None = None  # (store spec, manifest) of the generation a retune replaces: report diff
 
 
 def _group_store(store: Store, plan: Plan, group: str) -> Store:
@@ -71,7 +82,7 @@ def _read_unit(store: Store, plan: Plan, unit: Unit, columns: dict[str, list[str
     parts = []
     for group, cols in columns.items():
         where = _group_store(store, plan, group)
-        path = unit_file(group, plan.current[group], unit)
+        path = entry_file(group, plan.current[group], plan.groups[group][plan.current[group]], unit)
         table = conform(where.parquet_file(path).read(columns=cols), subschema(cols), strict=False)
         if table.num_rows != unit.rows:
             raise RuntimeError(f"{where.display(path)} has {table.num_rows} rows, the manifest says {unit.rows}")
@@ -123,7 +134,7 @@ def _write_unit(item: dict, store: Store, plan: Plan, config: CurateConfig) -> d
     reasons = rule_reasons(table, config)
     dup_of: list[str | None] = [None] * table.num_rows
     position = {k: i for i, k in enumerate(table.column("row_key").to_pylist())}
-    for key, reason, of in item["dups"]:
+    for key, reason, of in _unit_dups(item, store):
         i = position[key]
         reasons[i].append(reason)
         dup_of[i] = of
@@ -136,7 +147,7 @@ def _write_unit(item: dict, store: Store, plan: Plan, config: CurateConfig) -> d
     return {"unit": unit.name, "file": info, "rows": table.num_rows, "kept": int(keep.sum()),
             "reasons": Counter(r for rs in reasons for r in rs), "kept_rows": table.filter(pa.array(keep)).select(
                 [c for c in index_columns() if c in table.column_names]) if item["index"] else None,
-            "sample": sample, "funnel": funnel(table, config)}
+            "sample": sample, "funnel": funnel(table, config), "diff": unit_diff(table, plan.previous, unit, config)}
 
 
 def _report_sample(table: pa.Table, fraction: float) -> pa.Table:
@@ -149,16 +160,17 @@ def _report_sample(table: pa.Table, fraction: float) -> pa.Table:
     return table.filter(pa.array(mixed < np.uint64(fraction * 2**53)))
 
 
-def _map(items: list, fn: Callable, config: CurateConfig, rows: int, label: str) -> list:
-    if ray_adapter.runs_here(config.ray, rows):
+def _map(items: list, fn: Callable, config: CurateConfig, sizes: list[int], label: str, record: dict) -> list:
+    """``fn`` over units' ``items`` (``sizes``: their rows, what progress counts; ``record`` the throughput)."""
+    if ray_adapter.runs_here(config.ray, sum(sizes)):
         results = []
-        with progress_bar(label, len(items)) as advance:
-            for item in items:
+        with progress_bar(label, sum(sizes), "images", len(items), "units", record=record) as advance:
+            for item, size in zip(items, sizes):
                 results.append(fn(item))
-                advance()
+                advance(size, parts=1)
         return results
-    ray_adapter.connect(config.ray)
-    return ray_adapter.map_items(items, fn, config.stages.finalize, label=label)
+    ray_adapter.connect(config.ray, {"stages.finalize": config.stages.finalize})
+    return ray_adapter.map_items(items, fn, config.stages.finalize, label=label, sizes=sizes, record=record)
 
 
 def _unit_of(units: list[Unit]) -> Callable[[int], Unit]:
@@ -183,7 +195,7 @@ def image_fetcher(store: Store, plan: Plan) -> Callable[[dict], bytes | None]:
         if unit is None:
             return None
         if unit.name not in cache:
-            t = where.parquet_file(unit_file(IMAGES, "", unit)).read(columns=["row_key", "image"])
+            t = where.parquet_file(entry_file(IMAGES, "", plan.groups[IMAGES][""], unit)).read(columns=["row_key", "image"])
             cache.clear()  # one unit's bytes at a time
             cache[unit.name] = dict(zip(t.column("row_key").to_pylist(), t.column("image").to_pylist()))
         return cache[unit.name].get(key)
@@ -191,16 +203,72 @@ def image_fetcher(store: Store, plan: Plan) -> Callable[[dict], bytes | None]:
     return fetch
 
 
-def _write_report(store: Store, sample: pa.Table, config: CurateConfig, fetch, counts: list) -> None:
+def _write_report(store: Store, sample: pa.Table, config: CurateConfig, fetch, counts: list, manifest: dict, diff) -> None:
     table = conform(sample, strict=False)
     if store.is_local:
-        write_report(store.local_root, table, config, fetch, counts)
+        write_report(store.local_root, table, config, fetch, counts, manifest, diff)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        write_report(tmp, table, config, fetch, counts)
+        write_report(tmp, table, config, fetch, counts, manifest, diff)
         for path in sorted(Path(tmp).rglob("*")):
             if path.is_file():
                 store.write_bytes(str(path.relative_to(tmp)), path.read_bytes())
+
+
+def _driver_duplicates(store: Store, plan: Plan, config: CurateConfig, sizes: list[int], timings: dict) -> tuple[dict, int]:
+    """Pass 1, then duplicates on the driver over every unit's compact rows: per unit its ``(row_key, reason, of)``."""
+    dedup_in = _map(plan.units, functools.partial(_dedup_inputs, store=store, plan=plan, config=config), config, sizes,
+                    "rules", timings)
+    eligible = pa.concat_tables(dedup_in) if dedup_in else subschema(DEDUP_COLUMNS).empty_table()
+    prior = load_prior(config.dedup.index, exclude=store.spec) if config.dedup.index else None
+    dup_reason, dup_of = duplicate_reasons(eligible, config, pair_finder(eligible.num_rows, config), prior)
+    unit_of = _unit_of(plan.units)
+    dups: dict[str, list] = {u.name: [] for u in plan.units}
+    for key, reason, of in zip(eligible.column("row_key").to_pylist(), dup_reason, dup_of):
+        if reason:
+            dups[unit_of(key).name].append((key, str(reason), of))
+    return dups, 0 if prior is None else prior.num_rows
+
+
+def _stage_unit(unit: Unit, store: Store, plan: Plan, config: CurateConfig, buckets: int) -> dict:
+    """Pass 1, distributed: the unit's rows that pass every rule, staged by id bucket (``curate.dedup.staged``)."""
+    eligible = _dedup_inputs(unit, store, plan, config)
+    return staged.write_source(store, STAGED, unit.name, eligible, eligible.column("row_key").to_numpy(),
+                               config.dedup.keeper, False, buckets)
+
+
+def _staged_duplicates(store: Store, plan: Plan, config: CurateConfig, sizes: list[int], timings: dict) -> tuple[dict, int]:
+    """Pass 1, then duplicates as work over files under ``STAGED``: the driver holds counts, never rows.
+
+    Per unit, where pass 2 reads its duplicates (``_unit_dups``)."""
+    store.delete_dir(STAGED)  # a killed earlier finalize's files
+    rows = sum(sizes)
+    buckets = staged.id_bucket_count(rows)
+    sources = _map(plan.units, functools.partial(_stage_unit, store=store, plan=plan, config=config, buckets=buckets),
+                   config, sizes, "rules", timings)
+    parts = prior_parts(config.dedup.index, exclude=store.spec) if config.dedup.index else []
+    prior = _map([{"part": i, "file": p["file"]} for i, p in enumerate(parts)], functools.partial(
+        staged.prior_source, store=store, prefix=STAGED, index=config.dedup.index, criteria=config.dedup.keeper,
+        buckets=buckets), config, [p["rows"] for p in parts], "dedup index", timings) if parts else []
+
+    def run(items: list, fn: Callable, label: str) -> list:
+        return _map(items, fn, config, [rows // len(items) + (i < rows % len(items)) for i in range(len(items))], label, timings)
+
+    assign = staged.search(store, STAGED, sources + prior, config.dedup, run)
+    keys = {u.name: make_row_key(u.partition, u.start) for u in plan.units}
+    return ({u.name: {"assign": assign, "lo": keys[u.name], "hi": keys[u.name] + u.rows} for u in plan.units},
+            sum(p["rows"] for p in prior))
+
+
+def _unit_dups(item: dict, store: Store) -> list:
+    dups = item["dups"]
+    return dups if isinstance(dups, list) else staged.unit_duplicates(store, dups["assign"], dups["lo"], dups["hi"])
+
+
+def _remove_staged(store: Store) -> None:
+    store.delete_dir(STAGED)
+    if store.is_local and store.is_dir(STAGING) and not store.list(STAGING):
+        store.delete_dir(STAGING)
 
 
 def pair_finder(rows: int, config: CurateConfig) -> Callable:
@@ -212,27 +280,22 @@ def pair_finder(rows: int, config: CurateConfig) -> Callable:
 
 
 def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
-    rows = sum(u.rows for u in plan.units)
-    dedup_in = _map(plan.units, functools.partial(_dedup_inputs, store=store, plan=plan, config=config), config, rows,
-                    "rules")
-    eligible = pa.concat_tables(dedup_in) if dedup_in else subschema(DEDUP_COLUMNS).empty_table()
-    prior = load_prior(config.dedup.index, exclude=store.spec) if config.dedup.index else None
-    dup_reason, dup_of = duplicate_reasons(eligible, config, pair_finder(eligible.num_rows, config), prior)
-    unit_of = _unit_of(plan.units)
-    dups: dict[str, list] = {u.name: [] for u in plan.units}
-    for key, reason, of in zip(eligible.column("row_key").to_pylist(), dup_reason, dup_of):
-        if reason:
-            dups[unit_of(key).name].append((key, str(reason), of))
+    started = plan.started if plan.started is not None else time.monotonic()
+    rows, sizes, timings = sum(u.rows for u in plan.units), [u.rows for u in plan.units], dict(plan.timings)
+    find = _staged_duplicates if rows > config.dedup.distributed_above else _driver_duplicates
+    dups, prior_rows = find(store, plan, config, sizes, timings)
     fraction = min(1.0, config.report.max_rows / max(rows, 1))
     items = [{"unit": u.as_dict(), "dups": dups[u.name], "sample_fraction": fraction, "index": bool(config.dedup.index)}
              for u in plan.units]
-    results = _map(items, functools.partial(_write_unit, store=store, plan=plan, config=config), config, rows, "decisions")
+    results = _map(items, functools.partial(_write_unit, store=store, plan=plan, config=config), config, sizes, "decisions",
+                   timings)
+    _remove_staged(store)
 
     files = {r["unit"]: r["file"] for r in results}
     reasons = sum((r["reasons"] for r in results), Counter())
     kept = sum(r["kept"] for r in results)
     decided_with = {"rules": [r.model_dump(mode="json") for r in config.rules], "dedup": config.dedup.model_dump(mode="json"),
-                    "prior_rows": 0 if prior is None else prior.num_rows}
+                    "prior_rows": prior_rows}
     version = decisions_version(plan.generation)
     groups = {name: dict(versions) for name, versions in plan.groups.items() if name != DECISIONS}
     groups[DECISIONS] = {version: group_version(plan.stage, decided_with, files)}
@@ -245,7 +308,10 @@ def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
     )
     samples = [r["sample"] for r in results]
     sample = pa.concat_tables(samples) if samples else subschema(REPORT_COLUMNS).empty_table()
-    _write_report(store, sample, config, image_fetcher(store, plan), merge_funnels([r["funnel"] for r in results], config))
+    _write_report(store, sample, config, image_fetcher(store, plan), merge_funnels([r["funnel"] for r in results], config),
+                  {**manifest, "run": run_record(started, timings)},
+                  merge_diffs([r["diff"] for r in results], config.report.thumbnails_per_reason))
+    manifest["run"] = run_record(started, timings)
     write_manifest(store, manifest)
     if config.dedup.index:  # after the commit point: the index only ever lists committed outputs
         kept_rows = [r["kept_rows"] for r in results]

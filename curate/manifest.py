@@ -5,16 +5,24 @@ Contract:
   adds a group, under the output lock). A file not listed in it is not part of the output.
 - It records ``units`` (every unit: partition, start, rows), and for every group name the
   versions present and the ``current`` one. A group version lists each unit's file with
-  rows, bytes and sha256, the stage that wrote it, and the settings it was made with. A
+  rows, bytes and sha256 (and ``revision`` for a file rewritten by ``--retry-errors``,
+  ``curate.layout.unit_file``), the stage that wrote it, and the settings it was made with. A
   version may live under another output root (``root``: a retune into a new folder reuses
   the images and stats of its source instead of copying them).
 - ``measured_with`` holds the settings the stored stats were measured with (input listing,
   read and decode settings, filters); ``decided_with`` the rules and dedup settings of the
   current decisions. ``retune`` changes only the latter.
-- ``read_manifest`` refuses an output of another layout version with a clear error.
+- ``versions`` names the refinery, Ray, Python and pyarrow that wrote it; ``run`` (set by
+  ``finalize``, ``run_record``) the command's ``wall_seconds`` (this call: a resumed run counts
+  from its own start) and per stage (``measure``, ``rules``, ``decisions``, and the steps of a
+  distributed duplicate search) the rows this call processed, the seconds it took and ``rows_per_s``.
+- ``read_manifest`` refuses an output of another layout version, and a ``manifest.json`` that is
+  not a JSON object (corrupt, truncated, someone else's file), with a one-line ``OutputError``.
 """
 from __future__ import annotations
 
+import platform
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 
@@ -30,14 +38,38 @@ def refinery_version() -> str:
         return "unknown"
 
 
+def versions() -> dict:
+    def of(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"refinery": refinery_version(), "ray": of("ray"), "python": platform.python_version(), "pyarrow": of("pyarrow")}
+
+
+def run_record(started: float, stages: dict) -> dict:
+    """The manifest's ``run``: wall seconds since ``started`` (``time.monotonic()``) and each stage's throughput."""
+    return {"wall_seconds": round(time.monotonic() - started, 3), "stages": stages}
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _not_a_manifest(store: Store, why: str) -> str:
+    return f"{store.display(MANIFEST)} is not a refinery manifest ({why}): choose another --output"
 
 
 def read_manifest(store: Store) -> dict:
     if not store.exists(MANIFEST):
         raise FileNotFoundError(f"{store.display()} has no manifest.json: not a finished refinery output")
-    manifest = store.read_json(MANIFEST)
+    try:
+        manifest = store.read_json(MANIFEST)
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise OutputError(_not_a_manifest(store, f"not JSON: {str(err)[:80]}")) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("groups", {}), dict):
+        raise OutputError(_not_a_manifest(store, f"a JSON {type(manifest).__name__}, not a refinery manifest object"))
     version = manifest.get("layout_version", 1)
     if version != LAYOUT_VERSION:
         raise OutputError(
@@ -75,12 +107,18 @@ def version_entry(manifest: dict, group: str, version: str | None = None) -> dic
         raise OutputError(f"output has no group {group!r} version {version!r}; it has {have}") from None
 
 
+def entry_file(group: str, version: str, entry: dict, unit: Unit | str) -> str:
+    """The relative path of ``unit``'s file in a group version ``entry`` (its ``revision``, if any)."""
+    name = unit.name if isinstance(unit, Unit) else unit
+    return unit_file(group, version, name, entry["files"].get(name, {}).get("revision", 0))
+
+
 def file_of(store: Store, manifest: dict, group: str, unit: Unit, version: str | None = None) -> tuple[Store, str]:
     """The store and relative path of ``unit``'s file in ``group`` (current version by default)."""
     version = version if version is not None else current(manifest, group)
     entry = version_entry(manifest, group, version)
     where = Store.open(entry["root"]) if entry.get("root") else store
-    return where, unit_file(group, version, unit)
+    return where, entry_file(group, version, entry, unit)
 
 
 def listed_files(manifest: dict) -> set[str]:
@@ -89,7 +127,7 @@ def listed_files(manifest: dict) -> set[str]:
     for group, versions in manifest["groups"].items():
         for version, entry in versions.items():
             if not entry.get("root"):
-                out.update(unit_file(group, version, name) for name in entry["files"])
+                out.update(entry_file(group, version, entry, name) for name in entry["files"])
     return out
 
 
@@ -99,6 +137,7 @@ def new_manifest(*, input_desc: str, units: list[Unit], groups: dict, current_ve
         "layout_version": LAYOUT_VERSION,
         "schema_version": SCHEMA_VERSION,
         "refinery_version": refinery_version(),
+        "versions": versions(),
         "written": now(),
         "input": input_desc,
         "generation": generation,

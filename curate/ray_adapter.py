@@ -5,7 +5,14 @@ Contract:
   how ``ray job submit`` drivers find theirs), else starts a local Ray with ``cfg.num_cpus``.
   Either way every worker gets one-thread math libraries (``ONE_THREAD_ENV``), merged into
   the job's runtime env: a variable the submitted job sets itself keeps the job's value. A
-  Ray the caller already initialised is used as it is. Idempotent.
+  Ray the caller already initialised is used as it is. Idempotent. ``connect(cfg, stages)``
+  also checks the named stage specs against the cluster's total CPUs and GPUs: one that could
+  never be scheduled (Ray would wait forever) is a ``ConfigError``; on a cluster joined by
+  address (it may autoscale) a warning.
+  Before starting Ray it says so on the console ("starting Ray (local, N CPUs)…", "connecting
+  to Ray at …") and, inside ``curate.logs.ray_log`` (a CLI command), sends Ray's output to the
+  output's log file (``curate.logs.capture``), with Ray's INFO lines; Ray is shut down when
+  the command ends.
 - ``Stage(fn, spec, constructor_args)``: ``fn`` is a batch function (run as Ray tasks;
   ``spec.actors`` null) or a class whose instances are batch callables (an actor pool of
   ``spec.pool()`` = (min, max) actors, autoscaling when min < max; each actor builds its
@@ -22,8 +29,10 @@ Contract:
   fits here, same outputs.
 - ``dataset(items, fn, spec)`` is a streaming Ray Dataset of ``fn(item)`` tables (the one
   reader's ``to_ray``).
-- ``map_items(items, fn, spec)`` runs ``fn(item)`` over a list as Ray tasks and returns the
-  results in item order. ``connected()`` says whether Ray is initialised here.
+- ``map_items(items, fn, spec, label, sizes, record)`` runs ``fn(item)`` over a list as Ray
+  tasks and returns the results in item order; its progress counts ``sizes`` (rows per item)
+  or tasks, and ``record`` gets the throughput (``curate.progress``). ``connected()`` says
+  whether Ray is initialised here.
 Stage code never imports Ray; only this module does.
 """
 from __future__ import annotations
@@ -32,13 +41,14 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
 import ray
 
-from curate.config import RayConfig, StageSpec
+from curate import logs
+from curate.config import ConfigError, RayConfig, StageSpec, check_stage_fit
 from curate.progress import progress_bar
 from curate.reasons import Reason
 from curate.schema import set_column
@@ -61,8 +71,12 @@ class Stage:
     spec: StageSpec
     constructor_args: tuple = ()
 
+    @property
+    def name(self) -> str:
+        return getattr(getattr(self.fn, "func", self.fn), "__name__", repr(self.fn))  # functools.partial: its function
+
     def __post_init__(self):
-        name = getattr(getattr(self.fn, "func", self.fn), "__name__", repr(self.fn))  # functools.partial: its function
+        name = self.name
         if isinstance(self.fn, type):
             if self.spec.actors is None:
                 raise ValueError(f"stage {name} is a class: its spec needs actors (n, or {{min, max}})")
@@ -153,7 +167,7 @@ def stream(items: list[dict], stages: list[Stage], cfg: RayConfig) -> Iterator:
     if runs_here(cfg, rows):
         yield from _in_process(items, stages)
         return
-    connect(cfg)
+    connect(cfg, {f"stage {s.name}": s.spec for s in stages})
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     for s in stages:
         ds = add_stage(ds, s)
@@ -176,25 +190,41 @@ def connected() -> bool:
     return ray.is_initialized()
 
 
-def connect(cfg: RayConfig) -> None:
+def _check_fits(stages: Mapping[str, StageSpec], joined: bool) -> None:
+    have = ray.cluster_resources()
+    problem = check_stage_fit(stages, have.get("CPU", 0), have.get("GPU", 0), "the Ray cluster's total")
+    if problem and joined:
+        log.warning("%s, unless the cluster autoscales", problem)
+    elif problem:
+        raise ConfigError(problem)
+
+
+def connect(cfg: RayConfig, stages: Mapping[str, StageSpec] | None = None) -> None:
     # Small inputs give an actor pool fewer blocks than actors; Ray warns, nothing is wrong.
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
-    if ray.is_initialized():
-        return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        _check_fits(stages or {}, joined=bool(address))
+        return
     runtime_env = {"env_vars": worker_env()}
+    level = logging.INFO if logs.in_command() else logging.WARNING  # a command keeps Ray's INFO lines in its log
+    where = logs.capture(on_close=ray.shutdown)  # None: Ray's output goes where it always did
+    note = f"; Ray's log: {where}" if where else ""
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
+        logs.say(f"connecting to Ray at {address}{note}…")
+        ray.init(address=address, logging_level=level, runtime_env=runtime_env)
     else:
+        logs.say(f"starting Ray (local, {cfg.num_cpus or os.cpu_count()} CPUs{note})…")
         ray.init(
             address="local",  # our own Ray, even if a `ray start` cluster runs on this machine
             num_cpus=cfg.num_cpus,
             include_dashboard=False,
-            logging_level=logging.WARNING,
+            logging_level=level,
             runtime_env=runtime_env,
         )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("REFINERY_PROGRESS", "1") != "0"
+    _check_fits(stages or {}, joined=bool(address))
 
 
 def cluster_cpus() -> int:
@@ -216,17 +246,20 @@ def _apply(fn: Callable, item):
     return fn(item)
 
 
-def map_items(items: Iterable, fn: Callable, spec: StageSpec, label: str = "tasks") -> list:
+def map_items(items: Iterable, fn: Callable, spec: StageSpec, label: str = "tasks", sizes: list[int] | None = None,
+              record: dict | None = None) -> list:
+    """``fn`` over ``items`` as Ray tasks; progress counts ``sizes[i]`` images per item (else tasks)."""
     task = ray.remote(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus)(_apply)
     fn_ref = ray.put(fn)
     refs = [task.remote(fn_ref, item) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list = [None] * len(refs)
     pending = list(refs)
-    with progress_bar(label, len(refs)) as advance:
+    counts = ("images", sum(sizes), len(refs)) if sizes is not None else ("tasks", len(refs), None)
+    with progress_bar(label, counts[1], counts[0], counts[2], "units", record=record) as advance:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 results[index[ref]] = ray.get(ref)
-                advance()
+                advance(sizes[index[ref]] if sizes is not None else 1, parts=1 if sizes is not None else 0)
     return results

@@ -1,7 +1,7 @@
 """The one reader of a refinery output, for every stage downstream and for users' notebooks.
 
-Contract: ``open_output(uri)`` (also ``curate.open``) opens a finished output (local path,
-``file://`` or ``s3://``) and returns an ``Output``:
+Contract: ``open_output(uri, remap=None)`` (also ``curate.open``) opens a finished output
+(local path, ``file://`` or ``s3://``) and returns an ``Output``:
 - ``columns`` lists what can be read; ``groups`` maps each group to its current version.
 - ``iter_tables(columns=None, where=None, versions=None)`` streams one pyarrow table per unit:
   the groups that hold ``columns`` (all columns of the current groups when None) joined row
@@ -10,11 +10,15 @@ Contract: ``open_output(uri)`` (also ``curate.open``) opens a finished output (l
   unit's columns at a time. ``versions`` picks a group version other than the current one
   (``{"captions": "qwen-brief"}``). A column of a group the output does not have yet (no
   grades before annotation) reads as nulls, so a filter on it matches nothing.
+- ``remap`` (a ``curate.remap.Remap`` of ``{old_prefix: new_prefix}``) says where the sources
+  live now, for whatever re-reads a source reference (``curate.fetch``); what is read from the
+  output itself, ``source_uri`` included, is never changed by it.
 - ``iter_batches(..., batch_rows)`` re-cuts those tables into batches of at most
   ``batch_rows``; ``read(...)`` returns one table; ``to_ray(...)`` a streaming Ray Dataset of
   the same rows (``curate.ray_adapter``).
 The files are plain Parquet: ``images/*.parquet`` and ``<group>/<version>/*.parquet`` joined
-on ``row_key`` read the same with pyarrow, DuckDB or ``datasets``.
+on ``row_key`` read the same with pyarrow, DuckDB or ``datasets`` (which takes the
+``large_binary`` ``image`` as bytes; ``curate.export`` writes the form it reads as ``Image``).
 """
 from __future__ import annotations
 
@@ -26,12 +30,14 @@ import pyarrow as pa
 from curate.expr import parse
 from curate.layout import IMAGES, OutputError, Unit
 from curate.manifest import file_of, read_manifest, units_of
+from curate.remap import Remap
 from curate.schema import GROUPS, SCHEMA, conform, group_of, subschema
 from curate.store import Store
 
 
 class Output:
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, remap: Remap | dict[str, str] | None = None):
+        self.remap = remap if isinstance(remap, Remap) else Remap(remap)
         self.store = Store.open(uri)
         self.manifest = read_manifest(self.store)
         self.units: list[Unit] = units_of(self.manifest)
@@ -133,6 +139,6 @@ def _read_items(items: pa.Table, uri: str, columns, where, versions) -> pa.Table
     return pa.concat_tables(tables)
 
 
-def open_output(uri: str) -> Output:
+def open_output(uri: str, remap: Remap | dict[str, str] | None = None) -> Output:
     """Open a finished refinery output for reading (see module doc)."""
-    return Output(uri)
+    return Output(uri, remap)

@@ -22,12 +22,20 @@ class Reason(StrEnum):
     PATH_NOT_ALLOWED = "path_not_allowed"  # reference or symlink outside the input and input.allowed_roots
     TOO_COMPLEX = "too_complex"          # decode work over budget (JPEG scans, decode time): not decoded
     STAGE_ERROR = "stage_error"          # a stage raised on this row (on_error: row); the exception in error_message
+    BAD_NAME = "bad_name"                # a file name that is not valid UTF-8 (shown with \xNN escapes): not read
+    UNREADABLE_ENTRY = "unreadable_entry"  # a subfolder of the input that could not be listed (permissions)
+    URL_NOT_FETCHED = "url_not_fetched"  # an http(s) URL instead of bytes or a file: download first (img2dataset)
     # Rules over stats.
     TOO_SMALL = "too_small"
     BAD_ASPECT = "bad_aspect"
     BLURRY = "blurry"
     OVEREXPOSED = "overexposed"
     UNDEREXPOSED = "underexposed"
+    CAPTION_NOT_TEXT = "caption_not_text"  # stat_caption_kind: empty, only a URL, a file name, boilerplate
+    CAPTION_LENGTH = "caption_length"    # caption characters, words or CLIP tokens outside the bounds
+    CAPTION_LANGUAGE = "caption_language"  # stat_caption_lang not among the allowed, or too uncertain
+    BORDER = "border"                    # stat_border: a solid flat-colour frame or letterbox bars
+    COLLAGE = "collage"                  # stat_collage: a grid of several pictures
     # Duplicates.
     EXACT_DUPLICATE = "exact_duplicate"
     NEAR_DUPLICATE = "near_duplicate"
@@ -46,6 +54,9 @@ DECODE_FAILURES = frozenset(
         Reason.PATH_NOT_ALLOWED,
         Reason.TOO_COMPLEX,
         Reason.STAGE_ERROR,
+        Reason.BAD_NAME,
+        Reason.UNREADABLE_ENTRY,
+        Reason.URL_NOT_FETCHED,
     }
 )
 
@@ -61,11 +72,19 @@ DESCRIPTIONS = {
     Reason.PATH_NOT_ALLOWED: "points outside the input and input.allowed_roots; not read",
     Reason.TOO_COMPLEX: "decoding would take too much work (JPEG scans, time budget); not decoded",
     Reason.STAGE_ERROR: "a stage raised on this row",
+    Reason.BAD_NAME: "file name is not valid UTF-8; rename the file to read it",
+    Reason.UNREADABLE_ENTRY: "a subfolder that could not be listed (permissions); its files were not read",
+    Reason.URL_NOT_FETCHED: "an http(s) URL, not downloaded: fetch the images first (img2dataset), then curate those",
     Reason.TOO_SMALL: "below the minimum resolution",
     Reason.BAD_ASPECT: "aspect ratio outside the allowed range",
-    Reason.BLURRY: "clarity (variance of the Laplacian) below threshold",
-    Reason.OVEREXPOSED: "too many over-exposed pixels",
+    Reason.BLURRY: "contrast-free clarity (Laplacian over gradient energy) below threshold",
+    Reason.OVEREXPOSED: "washed out: clipping that cuts through detail, or no darks left",
     Reason.UNDEREXPOSED: "no highlights: 99th-percentile grey below threshold",
+    Reason.CAPTION_NOT_TEXT: "caption is empty, only a URL, a file name or boilerplate (\"image may contain\")",
+    Reason.CAPTION_LENGTH: "caption length (characters, words or CLIP tokens) outside the allowed range",
+    Reason.CAPTION_LANGUAGE: "caption language not among the allowed ones, or detected with too little confidence",
+    Reason.BORDER: "a solid flat-colour frame (or letterbox / pillarbox bars) around the picture",
+    Reason.COLLAGE: "a collage: a grid of several pictures",
     Reason.EXACT_DUPLICATE: "same bytes as a kept row",
-    Reason.NEAR_DUPLICATE: "perceptual hash within the dedup radius of a kept row",
+    Reason.NEAR_DUPLICATE: "perceptual hash (whole, crops, mirror) near a kept row, confirmed by dHash and colour",
 }

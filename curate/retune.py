@@ -6,7 +6,9 @@ and writes a new decisions generation, manifest and report. In place by default:
 images and stats are untouched and the previous decisions generation is removed only after
 the new manifest is written, so a killed retune leaves the old output as it was. With
 ``output``, the new folder gets only its decisions, manifest and report; its manifest points
-at the source's images and stats (``root``), which are never copied. The manifest's
+at the source's images and stats (``root``), which are never copied. A line warns when the
+new rules give none of some rule reasons the previous decisions used (a ``rules:`` list
+replaces the defaults whole). The manifest's
 ``measured_with`` stays that of the source: only ``decided_with`` changes.
 
 Refused (``OutputError``): an ``output`` that holds another run, is not empty, or lies
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import os
 
-from curate.config import CurateConfig
+from curate.config import CurateConfig, dropped_rule_reasons
 from curate.finalize import Plan, finalize
 from curate.layout import DECISIONS, LOCK, OutputError
 from curate.lock import output_lock
+from curate.logs import say
 from curate.manifest import read_manifest, units_of
 from curate.store import Store
 
@@ -50,7 +53,12 @@ def retune(shards: str, config: CurateConfig, output: str | None = None) -> dict
             if name == DECISIONS:
                 continue
             groups[name] = {v: (e if in_place or e.get("root") else {**e, "root": src.spec}) for v, e in versions.items()}
+        used = [r for r, n in manifest.get("reasons", {}).items() if n]
+        dropped = dropped_rule_reasons(used + [r["reason"] for r in manifest["decided_with"].get("rules", [])], config)
+        if dropped:
+            say(f"warning: rules dropped since generation {manifest['generation']}: {', '.join(dropped)}")
         current = {k: v for k, v in manifest["current"].items() if k != DECISIONS}
         plan = Plan(units=units_of(manifest), groups=groups, current=current, generation=manifest["generation"] + 1,
-                    input_desc=manifest["input"], measured_with=manifest["measured_with"], stage="curate retune")
+                    input_desc=manifest["input"], measured_with=manifest["measured_with"], stage="curate retune",
+                    previous=(src.spec, manifest))  # the report shows what changed since that generation
         return finalize(out, plan, config)

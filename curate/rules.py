@@ -39,11 +39,17 @@ NEAR_DUP_COMPARED = np.array(
 
 
 def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
-    """Boolean mask of rows whose ``rule.column`` is outside [min, max].
+    """Boolean mask of rows whose ``rule.column`` is outside [min, max], or not one of ``rule.values``.
 
     A null value (a row the stage never measured) violates the rule when ``rule.on_null`` is
     ``reject`` (the default: never silently passed) and passes when it is ``pass``.
     """
+    if rule.values is not None:
+        column = table.column(rule.column)
+        allowed = pc.is_in(column, value_set=pa.array(rule.values, column.type))  # false for a null
+        allowed = np.asarray(allowed.to_numpy(zero_copy_only=False), dtype=bool)
+        null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        return ~allowed & ~null if rule.on_null == "pass" else ~allowed | null
     values = pc.fill_null(table.column(rule.column).cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     bad = np.isnan(values) if rule.on_null == "reject" else np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):

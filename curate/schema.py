@@ -31,7 +31,7 @@ Keys:
   DuckDB, pandas, JSON and on the command line; at 64 bytes a row it is noise beside the
   image bytes.
 
-Columns (version 2):
+Columns (version 5):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
@@ -40,7 +40,10 @@ Columns (version 2):
 - ``image`` / ``image_format``: the encoded bytes (``large_binary``: no 2 GiB batch limit;
   null when the row failed to decode) and the format Pillow detected (``JPEG``, ``PNG``...).
 - ``width`` / ``height``: pixel size after EXIF orientation, read from the header.
-- ``caption``: original caption; ``meta``: sidecar JSON text.
+- ``caption``: original caption; ``meta``: sidecar JSON text, as read.
+- ``url`` / ``key`` / ``original_width`` / ``original_height``: img2dataset's well-known
+  sidecar JSON fields (the download URL, its sample key, the size before it resized), null
+  when the JSON lacks them or has another type (``curate.readers.records.sidecar_fields``).
 - ``stat_*``: measurements only; thresholds live in rules (``curate.rules``):
   ``stat_short_side`` (pixels), ``stat_aspect`` (long side / short side, >= 1),
   ``stat_megapixels``, ``stat_clarity`` (variance of the Laplacian on a fixed-size grey
@@ -48,7 +51,9 @@ Columns (version 2):
   <= 5), ``stat_brightness`` (mean grey, 0..255), ``stat_luma_p01`` / ``stat_luma_p99``
   (1st / 99th percentile grey level), ``stat_phash`` (64-bit perceptual hash, imagehash bit
   order, as an unsigned integer), ``stat_phash_c95`` / ``stat_phash_c90`` (pHash of the
-  central 95 % / 90 % of the frame, for cropped copies), and the filters' later columns.
+  central 95 % / 90 % of the frame, for cropped copies), and the filters' later columns;
+  the caption filters' ``stat_caption_*`` (``curate.filters.caption``), two of them text
+  (``LABEL_COLUMNS``: categories, never plotted or thresholded by min/max).
 - ``decode_error`` / ``error_message``: the read/decode failure of the row (a
   ``curate.reasons.Reason`` value; null when it decoded) and its human-readable detail.
 - ``keep`` / ``reasons`` / ``dup_of``: decisions and their reason codes, and for a
@@ -60,12 +65,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
 
 CHANGES = {
     1: "initial schema: source reference, image, captions, size/clarity/exposure/hash stats, decisions, grades",
     2: "column groups (images, stats, decisions, ...); row_key; source_offset; decode_error; image as large_binary; "
     "refinery.kind metadata on every field",
+    3: "images: url, key, original_width, original_height from img2dataset-style sidecar JSON",
+    4: "stats: caption stats (stat_caption_chars, _words, _clip_tokens, _lang, _lang_prob, _kind)",
+    5: "stats: stat_border (flat-colour frame area), stat_collage (grid seam strength)",
 }
 
 VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()), pa.field("level", pa.int8())])
@@ -96,6 +104,14 @@ STAT_FIELDS = [
     pa.field("stat_dhash_c90", pa.uint64()),
     pa.field("stat_dhash_mirror", pa.uint64()),
     pa.field("stat_colorhash", pa.uint64()),
+    pa.field("stat_caption_chars", pa.int32()),
+    pa.field("stat_caption_words", pa.int32()),
+    pa.field("stat_caption_clip_tokens", pa.int32()),
+    pa.field("stat_caption_lang", pa.string()),
+    pa.field("stat_caption_lang_prob", pa.float32()),
+    pa.field("stat_caption_kind", pa.string()),
+    pa.field("stat_border", pa.float32()),
+    pa.field("stat_collage", pa.float32()),
 ]
 
 _BASE_FIELDS = [
@@ -113,6 +129,10 @@ _BASE_FIELDS = [
         pa.field("caption_synthetic", pa.string()),
         pa.field("caption_synthetic_model", pa.string()),
         pa.field("meta", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("key", pa.string()),
+        pa.field("original_width", pa.int32()),
+        pa.field("original_height", pa.int32()),
         *STAT_FIELDS,
         pa.field("decode_error", pa.string()),
         pa.field("keep", pa.bool_()),
@@ -128,6 +148,7 @@ _KINDS = {
     "source_uri": "source", "source_index": "source", "source_key": "source", "source_offset": "source",
     "image": "image", "image_format": "size", "width": "size", "height": "size",
     "caption": "text", "meta": "text",
+    "url": "source", "key": "source", "original_width": "size", "original_height": "size",
     "decode_error": "decision", "error_message": "decision",
     "keep": "decision", "reasons": "decision", "dup_of": "decision",
     "caption_synthetic": "caption", "caption_synthetic_model": "caption",
@@ -155,11 +176,14 @@ SCHEMA = pa.schema([_with_kind(f) for f in _BASE_FIELDS], metadata=SCHEMA_METADA
 STAT_COLUMNS = [f.name for f in STAT_FIELDS]
 # Bit strings, not quantities: compared by Hamming distance, never plotted or thresholded.
 HASH_COLUMNS = [f.name for f in STAT_FIELDS if f.type == pa.uint64()]
+# Categories (a language code, a caption kind), not quantities: rules on them list allowed values.
+LABEL_COLUMNS = [f.name for f in STAT_FIELDS if f.type == pa.string()]
 
 # Which columns each group's files hold (``row_key`` first in every one).
 GROUPS: dict[str, list[str]] = {
     "images": ["row_key", "id", "source_uri", "source_index", "source_key", "source_offset",
-               "image", "image_format", "width", "height", "caption", "meta"],
+               "image", "image_format", "width", "height", "caption", "meta",
+               "url", "key", "original_width", "original_height"],
     "stats": ["row_key", *STAT_COLUMNS, "decode_error", "error_message"],
     "decisions": ["row_key", "keep", "reasons", "dup_of"],
     "captions": ["row_key", "caption_synthetic", "caption_synthetic_model"],

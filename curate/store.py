@@ -10,6 +10,7 @@ Contract:
 - ``write_parquet`` writes a table with image bytes uncompressed, no dictionary and no
   min/max statistics on binary columns (statistics would copy every value into the footer),
   and returns ``{rows, bytes, sha256}`` of the file written.
+- S3 requests have bounded timeouts and SDK retries (``curate.s3``).
 - Errors: ``OSError`` from the filesystem propagates; a full disk is a ``DiskFullError``
   naming the path.
 """
@@ -29,6 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from curate.layout import OutputError
+from curate.s3 import masked, s3_filesystem
 
 TMP_PREFIX = ".tmp-"
 ROW_GROUP_ROWS = 256
@@ -41,14 +43,10 @@ class DiskFullError(OSError):
 def _s3(uri: str) -> tuple[pafs.FileSystem, str]:
     parts = urlsplit(uri)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    options = {}
-    if "endpoint_override" in query:
-        options["endpoint_override"] = query["endpoint_override"]
-    if "scheme" in query:
-        options["scheme"] = query["scheme"]
-    if "region" in query:
-        options["region"] = query["region"]
-    fs = pafs.S3FileSystem(**options)
+    try:
+        fs = s3_filesystem(parts.netloc, query, resolve_region=False)
+    except ValueError as err:
+        raise OutputError(f"output {masked(uri.split('?', 1)[0])!r}: {err}") from err
     return fs, f"{parts.netloc}{parts.path}".rstrip("/")
 
 

@@ -19,6 +19,22 @@
 # RAY_AUTH_TOKEN: the head's token (default a new random one; ~/.ray/auth_token is not used).
 # NUM_CPUS: the head's CPUs (2). SUBMIT_TRIES: seconds/2 to wait for the job agent (30).
 set -euo pipefail
+
+# --input/--output/--config as typed by the caller: a relative local path is made absolute
+# against the caller's directory (the job runs in a copy of this checkout, where a relative
+# path would point elsewhere; `curate run` refuses a relative --output under a job).
+args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --input|--output|--config)
+            [[ $# -ge 2 ]] || { echo "submit-local.sh: $1 needs a value" >&2; exit 2; }
+            value="$2"
+            [[ "$value" == *://* || "$value" == /* ]] || value="$PWD/$value"
+            args+=("$1" "$value"); shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+set -- "${args[@]}"
 cd "$(dirname "$0")/.."
 py="${PYTHON:-python3}"
 

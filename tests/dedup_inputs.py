@@ -44,6 +44,9 @@ def local_ray():
     the job-submission test must not run while this process holds a Ray of its own)."""
     import ray
 
+    if ray.is_initialized():  # the session's Ray (an earlier module started it): share it
+        yield ray
+        return
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

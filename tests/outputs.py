@@ -27,7 +27,7 @@ def check_manifest(out) -> dict:
             for unit in manifest["units"]:
                 name = f"{unit['partition']:05d}-{unit['start']:09d}-{unit['rows']}"
                 info = entry["files"][name]
-                path = root / unit_file(group, version, name)
+                path = root / unit_file(group, version, name, info.get("revision", 0))
                 data = path.read_bytes()
                 assert hashlib.sha256(data).hexdigest() == info["sha256"], path
                 assert len(data) == info["bytes"] and info["rows"] == unit["rows"], path

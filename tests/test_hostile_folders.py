@@ -116,7 +116,7 @@ def test_an_unlistable_subfolder_is_a_row_and_the_rest_is_read(layout, monkeypat
     monkeypatch.setattr(os, "scandir", scandir)
     rows = rows_by_name(root)
     assert sorted(rows) == ["cat.jpg", "locked", "sub/cup.png"]
-    assert rows["locked"]["reasons"] == ["read_error"] and rows["locked"]["image"] is None
+    assert rows["locked"]["reasons"] == ["unreadable_entry"] and rows["locked"]["image"] is None
     assert "could not be listed" in rows["locked"]["error_message"] and "Permission denied" in rows["locked"]["error_message"]
     assert rows["cat.jpg"]["image"] is not None and rows["sub/cup.png"]["image"] is not None
 
@@ -128,7 +128,7 @@ def test_a_file_name_that_is_not_utf8_is_a_row_and_the_rest_is_read(layout):
     rows = rows_by_name(root)
     assert sorted(rows) == ["caf\\xe9.jpg", "cat.jpg", "sub/cup.png"]
     odd = rows["caf\\xe9.jpg"]
-    assert odd["image"] is None and odd["reasons"] == ["read_error"]
+    assert odd["image"] is None and odd["reasons"] == ["bad_name"]
     assert "not valid UTF-8" in odd["error_message"] and "rename" in odd["error_message"]
     assert rows["cat.jpg"]["image"] is not None
     assert_refetch(rows.values())

@@ -78,8 +78,10 @@ def test_ray_dataset_streams_the_same_rows(out, local_ray):
 def test_files_carry_the_schema_version_and_field_kinds(out):
     import pyarrow.parquet as pq
 
+    from curate.schema import SCHEMA_VERSION
+
     schema = pq.read_schema(next((out / "stats").rglob("*.parquet")))
-    assert schema.metadata[b"refinery.schema_version"] == b"2"
+    assert schema.metadata[b"refinery.schema_version"] == str(SCHEMA_VERSION).encode()
     assert schema.field("stat_clarity").metadata[b"refinery.kind"] == b"stat"
     assert schema.field("stat_phash").metadata[b"refinery.kind"] == b"hash"
     assert not schema.field("row_key").nullable
@@ -90,5 +92,9 @@ def test_bytes_written_per_input_byte(tmp_path):
     out = tmp_path / "out"
     run(str(source), str(out), CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG)))
     read = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-    written = sum(p.stat().st_size for p in out.rglob("*.parquet"))
-    assert written / read <= 1.1, (written, read)
+    files = list(out.rglob("*.parquet"))
+    written = sum(p.stat().st_size for p in files)
+    # Images are written once: 1.1x the input, plus each Parquet file's fixed footer (schema and
+    # column metadata, ~16 KB for the stats group), which is noise for real units of hundreds of
+    # images (bench/bench_pipeline.py measures the ratio at 2,000 images) but not for 17 tiny ones.
+    assert written <= 1.1 * read + 20_000 * len(files), (written, read, len(files))

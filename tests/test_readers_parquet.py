@@ -80,8 +80,8 @@ def test_parquet_of_paths(tmp_path):
         str(rel), str(absolute), uri_ref.as_uri(), "https://example.com/x.jpg", str(tmp_path / "data" / "img" / "gone.jpg"), None,
     ]
     assert [r["image"] for r in rows[:3]] == [rel.read_bytes(), absolute.read_bytes(), uri_ref.read_bytes()]
-    assert [r["reasons"] for r in rows] == [[], [], [], ["read_error"], ["read_error"], ["read_error"]]
-    assert "downloading" in rows[3]["error_message"] and "not supported" in rows[3]["error_message"]
+    assert [r["reasons"] for r in rows] == [[], [], [], ["url_not_fetched"], ["read_error"], ["read_error"]]
+    assert "not downloaded" in rows[3]["error_message"] and "img2dataset" in rows[3]["error_message"]
     assert "gone.jpg" in rows[4]["error_message"]
     assert [r["caption"] for r in rows] == list("abcdef")
     for row in rows:

@@ -46,6 +46,13 @@ NOT_IN_SAMPLE = {
     "(tests/test_ray_adapter.py)",
     Reason.TOO_LARGE: "needs a file over input.max_file_bytes (64 MiB) and the sample stays under 4 MB: "
     "test_a_small_byte_budget_makes_the_largest_samples_too_large reads it under a small budget",
+    **dict.fromkeys((Reason.CAPTION_NOT_TEXT, Reason.CAPTION_LENGTH, Reason.CAPTION_LANGUAGE),
+                    "no default rule judges captions (tests/test_caption_filters.py enables them on the sample)"),
+    Reason.URL_NOT_FETCHED: "the sample ships files, not URLs (tests/test_readers_parquet.py, tests/test_inputs_schemes.py)",
+    Reason.BAD_NAME: "a file name that is not UTF-8 cannot be packed in the Parquet/tar layouts (tests/test_inputs_entries.py)",
+    Reason.UNREADABLE_ENTRY: "needs a folder the user cannot read (tests/test_inputs_entries.py runs as another user)",
+    Reason.BORDER: "the sample holds no framed picture (tests/test_border_collage.py frames its photos)",
+    Reason.COLLAGE: "no default rule judges collages (tests/test_border_collage.py builds grids)",
 }
 
 

@@ -7,6 +7,8 @@
 - ``near_components(graph)``: the same clusters for a ``HashGraph``, near-linear in the rows
   (identical hashes collapse, dense clusters are carved, not enumerated pair by pair).
 - ``dedup_decisions(...)``: exact/near duplicate reason and ``dup_of`` per row.
+- ``curate.dedup.staged``: the same decisions as work over staged files, for outputs too big
+  for one driver (``spill``: staging files, ``bands``: hash-band shares and their search).
 """
 from curate.dedup.clusters import components, near_components
 from curate.dedup.decide import dedup_decisions

@@ -8,6 +8,8 @@ Contract:
 - ``load_prior(uri, exclude)`` returns the rows of every part except ``exclude``'s (an output
   is never deduplicated against itself, so a retune of it is stable); an index that does
   not exist yet is empty.
+- ``prior_parts(uri, exclude)`` lists those parts (``file``, ``rows``) in the same order, and
+  ``read_part(uri, file)`` reads one, for work that reads them one at a time.
 - ``record(uri, output, generation, kept)`` replaces ``output``'s part with its current kept
   rows: a rerun or a retune of one output never counts it twice.
 - ``record_output(uri, output, generation)`` records an output from its files (the kept rows
@@ -45,6 +47,17 @@ def load_prior(uri: str, exclude: str) -> pa.Table:
     parts = [p for p in store.read_json(INDEX)["parts"] if p["output"] != exclude]
     tables = [conform(store.parquet_file(p["file"]).read(), schema, strict=False) for p in parts]
     return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def prior_parts(uri: str, exclude: str) -> list[dict]:
+    store = Store.open(uri)
+    if not store.exists(INDEX):
+        return []
+    return [{"file": p["file"], "rows": p["rows"]} for p in store.read_json(INDEX)["parts"] if p["output"] != exclude]
+
+
+def read_part(uri: str, file: str) -> pa.Table:
+    return conform(Store.open(uri).parquet_file(file).read(), subschema(index_columns()), strict=False)
 
 
 def record(uri: str, output: str, generation: int, kept: pa.Table) -> dict:

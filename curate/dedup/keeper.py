@@ -5,7 +5,9 @@ measured columns (numpy arrays or lists of equal length; nulls as None/NaN) to a
 array: rows compare by ``criteria`` in order (lexicographically), equal on every criterion
 means equal rank. ``curate.dedup.dedup_decisions`` keeps, of each near-duplicate group, the
 row with the highest rank (then the smallest id, then the first row). ``table_rank(table,
-criteria)`` does the same over a pyarrow table's columns. An unknown criterion is a
+criteria)`` does the same over a pyarrow table's columns; ``table_scores(table, criteria)``
+gives the per-criterion scores ``(n, len(criteria))`` behind it (rows compare by them
+lexicographically, higher first, exactly as by the rank). An unknown criterion is a
 ``ValueError``. Columns missing or null (a shard from before these stats) score as a clean,
 native, unknown-quality row, so the old order (most pixels) decides.
 
@@ -87,3 +89,10 @@ def table_rank(table: pa.Table, criteria: Sequence[str] = DEFAULT) -> np.ndarray
     if not columns:
         return np.zeros(table.num_rows)
     return keeper_rank(columns, criteria)
+
+
+def table_scores(table: pa.Table, criteria: Sequence[str] = DEFAULT) -> np.ndarray:
+    """Per row, the score of each criterion (``(n, len(criteria))``, never NaN): ``table_rank``'s order."""
+    columns = {c: table.column(c).to_pylist() for c in COLUMNS if c in table.column_names}
+    n = table.num_rows
+    return np.stack([_score(c, columns, n) for c in criteria], axis=1) if criteria else np.zeros((n, 0))

@@ -11,7 +11,7 @@ the bytes ``read_partition`` put in that row's ``image``:
 - anything else: the whole file at ``source_uri``, confined to ``root`` (the folder the input
   was listed under: a folder partition's ``uri``; None: the file's own folder) and
   ``cfg.allowed_roots``, so a symlink out of the input is never followed.
-Files are read under ``cfg.max_file_bytes``. It raises ``ReadError`` (an ``OSError``) when the
+Files are read under ``cfg.max_file_bytes``, transient failures retried (``cfg.retries``). It raises ``ReadError`` (an ``OSError``) when the
 bytes cannot be obtained: the source is gone or changed, the row never had an image, the
 reference is not allowed or too large, or it is an ``http(s)`` URL.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 from curate.config import InputConfig
 from curate.readers.fsutil import is_download_url, is_parquet, is_tar, parent_of
 from curate.readers.parquet import fetch_parquet_image
+from curate.readers.retry import Backoff
 from curate.readers.safe_read import read_bytes
 from curate.readers.webdataset import fetch_tar_image, image_suffix_set
 
@@ -36,9 +37,11 @@ def fetch_image(
 ) -> bytes:
     """The image bytes of one row (see module doc)."""
     if is_tar(source_uri):
-        return fetch_tar_image(source_uri, source_index, source_key, _DEFAULT_IMAGE_SUFFIXES, offset, cfg.max_file_bytes)
+        backoff = Backoff.of(cfg)
+        return fetch_tar_image(source_uri, source_index, source_key, _DEFAULT_IMAGE_SUFFIXES, offset, cfg.max_file_bytes, backoff)
     if is_parquet(source_uri):
         return fetch_parquet_image(source_uri, source_index, source_key, cfg)
     if root is None and not is_download_url(source_uri):
         root = parent_of(source_uri)
-    return read_bytes(source_uri, cfg.max_file_bytes, None if root is None else (root, *cfg.allowed_roots))
+    roots = None if root is None else (root, *cfg.allowed_roots)
+    return read_bytes(source_uri, cfg.max_file_bytes, roots, Backoff.of(cfg))

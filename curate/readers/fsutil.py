@@ -1,10 +1,13 @@
 """Paths and URIs for the readers: pyarrow filesystems, stable URI spelling, confinement.
 
 Contract:
-- A reference is either a local path (no ``://``) or a URI pyarrow's
-  ``FileSystem.from_uri`` understands (``file:///data/x.tar``, ``s3://bucket/key``, a
-  ``?key=value`` query string kept). ``locate(ref)`` returns its ``Location`` (which
-  filesystem, and how to spell paths on it) and the filesystem path. Local paths are made
+- A reference is either a local path (no ``://``) or a ``file://`` or ``s3://`` URI
+  (``file:///data/x.tar``, ``s3://bucket/key``, a ``?key=value`` query string kept; S3 through
+  ``curate.s3``, with bounded timeouts). ``locate(ref)`` returns its ``Location`` (which
+  filesystem, and how to spell paths on it) and the filesystem path; any other scheme
+  (``gs://``, ``hdfs://``, ``http(s)://``…) raises ``UnsupportedScheme`` (a ``ValueError``)
+  whose one-line message ``scheme_problem(ref)`` lists what is supported, before any
+  filesystem is created. Local paths are made
   absolute; URI paths are percent-decoded. The wildcards ``* ? [`` are allowed in the path
   (for URIs ``?`` starts a query only when what follows looks like ``key=value``).
 - ``Location.uri(path)`` spells a filesystem path back: local input stays a plain absolute
@@ -23,18 +26,22 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from curate.readers.contract import ReadError
+from curate.s3 import s3_filesystem
 
 WILDCARD_CHARS = "*?["
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 PARQUET_SUFFIXES = (".parquet",)
 _QUERY = re.compile(r"^[A-Za-z0-9_.\-]+=[^/]*$")
 _URI_SAFE = "/:@!$&'()*+,;=-._~"
+SUPPORTED_SCHEMES = ("file", "s3")
+IMG2DATASET_HINT = ("img2dataset --url_list urls.parquet --input_format parquet --url_col url --caption_col caption "
+                    "--output_format webdataset --output_folder shards")
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,34 @@ class Location:
         return f"{self.scheme}://{self.authority}/{quote(rel, safe=_URI_SAFE)}{self.query}"
 
 
+class UnsupportedScheme(ValueError):
+    """A URI refinery does not read; never handed to pyarrow (whose other filesystems may block)."""
+
+
+def scheme_problem(ref: str) -> str | None:
+    """Why ``ref``'s URI scheme cannot be read (one line), or None for a local path, file:// or s3://."""
+    if "://" not in ref:
+        return None
+    scheme = ref.split("://", 1)[0].lower()
+    if scheme in SUPPORTED_SCHEMES:
+        return None
+    shown = f"{scheme}://" if re.fullmatch(r"[a-z][a-z0-9+.\-]{0,15}", scheme) else "this URI"
+    supported = "refinery reads local paths, file:// and s3:// (S3-compatible stores: s3://bucket/prefix?endpoint_override=host:port)"
+    if scheme in ("http", "https"):
+        return (f"{shown} URLs are not downloaded; {supported}. Download the images first, e.g. "
+                f"{IMG2DATASET_HINT}, then curate the tars")
+    return f"{shown} scheme is not supported; {supported}. Copy the data to one of those first"
+
+
 @functools.lru_cache(maxsize=64)
 def _root(scheme: str | None, authority: str, query: str) -> tuple[pafs.FileSystem, str]:
     if scheme is None:
         return pafs.LocalFileSystem(), "/"
-    fs, root = pafs.FileSystem.from_uri(f"{scheme}://{authority}/{query}")
-    return fs, root
+    if scheme == "s3":
+        return s3_filesystem(authority, dict(parse_qsl(query[1:], keep_blank_values=True))), authority
+    if scheme == "file":
+        return pafs.FileSystem.from_uri(f"file://{authority}/")
+    raise UnsupportedScheme(scheme_problem(f"{scheme}://"))
 
 
 def _split_uri(ref: str) -> tuple[str, str, str, str]:
@@ -91,6 +120,9 @@ def locate(ref: str) -> tuple[Location, str]:
     """Split a reference into its ``Location`` and filesystem path (see module doc)."""
     if "://" not in ref:
         return Location(), Location().path(ref)
+    problem = scheme_problem(ref)
+    if problem:
+        raise UnsupportedScheme(problem)
     scheme, authority, uri_path, query = _split_uri(ref)
     location = Location(scheme, authority, query)
     return location, location.path(uri_path)
@@ -102,7 +134,7 @@ def resolve(ref: str) -> tuple[pafs.FileSystem, str]:
         location, path = locate(ref)
         return location.filesystem, path
     except (pa.ArrowException, OSError, ValueError) as err:
-        raise ReadError(f"cannot resolve {ref}: {err}") from err
+        raise ReadError(f"cannot resolve {redacted(ref)}: {err}") from err
 
 
 def parent_of(ref: str) -> str:
@@ -111,7 +143,12 @@ def parent_of(ref: str) -> str:
         location, path = locate(ref)
         return location.uri(posixpath.dirname(path))
     except (pa.ArrowException, OSError, ValueError) as err:
-        raise ReadError(f"cannot resolve {ref}: {err}") from err
+        raise ReadError(f"cannot resolve {redacted(ref)}: {err}") from err
+
+
+def redacted(ref: str) -> str:
+    """``ref`` with any ``user:password@`` of a URI replaced by ``***@``, for messages."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/@]*@", r"\1***@", ref)
 
 
 def is_download_url(ref: str) -> bool:

@@ -1,6 +1,6 @@
 """Turn an input string into a sorted list of files (globs, brace ranges, folders).
 
-Contract: ``find_files(input, allowed_roots)`` returns a ``Listing``: the ``Location`` all files
+Contract: ``find_files(input, allowed_roots, backoff)`` returns a ``Listing``: the ``Location`` all files
 are on, the ``root`` folder the input names (a folder input itself, a glob's non-wildcard
 base, a single file's parent), ``files``: the sorted, de-duplicated filesystem paths of the
 regular files it names, and ``others``: the sorted entries it names that must not be opened as
@@ -18,12 +18,18 @@ skipped in folder walks and not matched by wildcards, like a shell glob. On a lo
 (its files are listed under their real path), and any other link (to a folder elsewhere,
 pointing outside, dangling, a loop) is in ``others``; so are FIFOs, sockets and devices, subfolders that cannot be listed,
 and names that are not valid UTF-8 (spelled with ``\\xNN`` escapes, so that they are valid strings).
-Object stores have none of these. A root that cannot be listed, or a pattern that matches
-nothing, raises ``InputError`` naming the input.
+Object stores have none of these. A folder below ``root`` that is a refinery output (it holds
+``manifest.json`` with a ``layout_version``, or ``_staging/inputs.json`` of an unfinished run)
+is not walked: its Parquet files are refinery's own; ``skipped_outputs`` counts them. A root that cannot be listed, or a pattern that matches
+nothing, raises ``InputError`` naming the input in one line (credentials in it redacted), with
+what to check for a credential or network failure; so does a URI scheme other than
+``file://`` and ``s3://``, before anything is contacted. Listing calls that fail transiently
+are retried with ``backoff`` (``curate.readers.retry``).
 """
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import posixpath
 import re
@@ -33,8 +39,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from curate.layout import INPUTS, MANIFEST
 from curate.readers.contract import InputError
-from curate.readers.fsutil import Location, has_wildcard, locate, within
+from curate.readers.fsutil import Location, has_wildcard, locate, redacted, scheme_problem, within
+from curate.readers.retry import NO_RETRY, Backoff, with_retries
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
@@ -81,6 +89,7 @@ class Listing:
     root: str
     files: list[str]  # regular files (or links to one inside the roots)
     others: list[str]  # entries not to open as files: each gets a row with a reason
+    skipped_outputs: int = 0  # refinery output folders below the root, not walked
 
 
 def _spelled(path: str) -> str:
@@ -107,9 +116,27 @@ def _link(path: str, folder: str, roots: tuple[str, ...]) -> str:
     return "file" if stat.S_ISREG(mode) else "other"
 
 
-def _walk_local(folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(files, others) below a local folder, never following a symlink (see module doc)."""
-    files, others, pending = [], [], [folder]
+def _is_output(fs: pafs.FileSystem, folder: str) -> bool:
+    """Whether ``folder`` is a refinery output (finished or not): see module doc."""
+    try:
+        if fs.get_file_info(posixpath.join(folder, INPUTS)).type == pafs.FileType.File:
+            return True
+        path = posixpath.join(folder, MANIFEST)
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            return False
+        with fs.open_input_stream(path) as stream:
+            manifest = json.loads(stream.read(1 << 24))
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return isinstance(manifest, dict) and "layout_version" in manifest
+
+
+_LOCAL = pafs.LocalFileSystem()
+
+
+def _walk_local(folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[list[str], list[str], int]:
+    """(files, others, refinery outputs skipped) below a local folder, never following a symlink (see module doc)."""
+    files, others, pending, skipped = [], [], [folder], 0
     while pending:
         current = pending.pop()
         try:
@@ -119,6 +146,9 @@ def _walk_local(folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[l
             if current == folder:
                 raise
             others.append(_spelled(current))  # e.g. permission denied: a row says so
+            continue
+        if current != folder and any(e.name in (MANIFEST, INPUTS.split("/")[0]) for e in entries) and _is_output(_LOCAL, current):
+            skipped += 1
             continue
         for entry in entries:
             path = entry.path
@@ -137,16 +167,20 @@ def _walk_local(folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[l
                 files.append(path)
             else:
                 others.append(path)  # FIFO, socket, device
-    return files, others
+    return files, others, skipped
 
 
-def _walk(fs: pafs.FileSystem, folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[list[str], list[str]]:
+def _walk(fs: pafs.FileSystem, folder: str, recursive: bool, roots: tuple[str, ...]) -> tuple[list[str], list[str], int]:
     if isinstance(fs, pafs.LocalFileSystem):
         if not os.path.isdir(folder):
-            return [], []
+            return [], [], 0
         return _walk_local(folder, recursive, roots)
     infos = fs.get_file_info(pafs.FileSelector(folder, recursive=recursive, allow_not_found=True))
-    return [i.path for i in infos if i.type == pafs.FileType.File], []
+    files = [i.path for i in infos if i.type == pafs.FileType.File]
+    markers = {posixpath.dirname(f) for f in files if f.endswith("/" + MANIFEST)}
+    outputs = sorted(d for d in markers if d != folder.rstrip("/") and _is_output(fs, d))
+    inside = tuple(d + "/" for d in outputs)
+    return [f for f in files if not f.startswith(inside)] if outputs else files, [], len(outputs)
 
 
 def _relative(path: str, base: str) -> str:
@@ -161,54 +195,77 @@ def _matching(paths: list[str], base: str, pattern: list[str]) -> list[str]:
     return [p for p in paths if _match(_relative(p, base).split("/"), pattern)]
 
 
-def _files_for(fs: pafs.FileSystem, path: str, roots: tuple[str, ...]) -> tuple[str, list[str], list[str]]:
-    """(root, files, others) for one brace-free pattern or path."""
+def _files_for(fs: pafs.FileSystem, path: str, roots: tuple[str, ...]) -> tuple[str, list[str], list[str], int]:
+    """(root, files, others, refinery outputs skipped) for one brace-free pattern or path."""
     parts = path.split("/")
     first_wild = next((i for i, part in enumerate(parts) if has_wildcard(part)), None)
     if first_wild is None:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
-            return posixpath.dirname(path), [path], []
+            return posixpath.dirname(path), [path], [], 0
         if info.type == pafs.FileType.Directory:
-            files, others = _walk(fs, path, True, roots)
-            return path, _visible_below(files, path), _visible_below(others, path)
+            files, others, skipped = _walk(fs, path, True, roots)
+            return path, _visible_below(files, path), _visible_below(others, path), skipped
         if info.type == pafs.FileType.Unknown:
             raise FileNotFoundError(f"{path} is not a regular file or a folder")
         raise FileNotFoundError(f"{path} does not exist")
     base = "/".join(parts[:first_wild]) or "/"
     pattern = parts[first_wild:]
     if fs.get_file_info(base).type != pafs.FileType.Directory:
-        return base, [], []
+        return base, [], [], 0
     recursive = len(pattern) > 1 or "**" in pattern
-    files, others = _walk(fs, base, recursive, roots)
-    return base, _matching(files, base, pattern), _matching(others, base, pattern)
+    files, others, skipped = _walk(fs, base, recursive, roots)
+    return base, _matching(files, base, pattern), _matching(others, base, pattern), skipped
 
 
-def find_files(input: str, allowed_roots: tuple[str, ...] = ()) -> Listing:
+def _hint(err: BaseException) -> str:
+    """What to check after a listing failed on an object store (empty when nothing fits)."""
+    text = str(err)
+    if re.search(r"access.?denied|forbidden|invalid.?access.?key|signature|credential|expired.?token|\b40[13]\b", text, re.I):
+        return ("; check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
+                "instance role, on every node) and that they may list this prefix")
+    if re.search(r"network.?connection|could not connect|resolve host|curlcode|timed? ?out|timeout", text, re.I):
+        return "; check the endpoint (?endpoint_override=host:port&scheme=http|https) and the network"
+    return ""
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def find_files(input: str, allowed_roots: tuple[str, ...] = (), backoff: Backoff = NO_RETRY) -> Listing:
     """The files an input names (see module doc)."""
     if not input or not input.strip():
         raise InputError("empty input: give a folder, a file, a glob or a URI")
+    shown = repr(redacted(input)[:300])
+    problem = scheme_problem(input)
+    if problem:
+        raise InputError(f"input {shown}: {problem}")
     location: Location | None = None
-    roots, files, others, missing = [], set(), set(), []
+    roots, files, others, missing, skipped = [], set(), set(), [], 0
     for pattern in expand_braces(input):
         try:
             where, path = locate(pattern)
-            root, found, odd = _files_for(where.filesystem, path, tuple(allowed_roots))
+            root, found, odd, outputs = with_retries(lambda: _files_for(where.filesystem, path, tuple(allowed_roots)), backoff)
         except FileNotFoundError as err:
             missing.append(str(err))
             continue
         except (OSError, pa.ArrowException, ValueError) as err:
-            raise InputError(f"input {input!r}: cannot list {pattern}: {err}") from err
+            what = "" if pattern == input else f" {redacted(pattern)[:300]}"
+            raise InputError(f"input {shown}: cannot list{what}: {_one_line(err)}{_hint(err)}") from err
         if location is not None and where != location:
-            raise InputError(f"input {input!r}: brace alternatives name different filesystems")
+            raise InputError(f"input {shown}: brace alternatives name different filesystems")
         location = where
         roots.append(root)
         files.update(found)
         others.update(odd)
+        skipped += outputs
     if missing:
-        shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise InputError(f"input {input!r}: {shown}")
+        listed = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputError(f"input {shown}: {listed}")
     if not files and not others:
-        raise InputError(f"input {input!r}: no files found")
+        outputs = f" ({skipped} refinery output folders below it are not read)" if skipped else ""
+        raise InputError(f"input {shown}: no files found{outputs}")
     root = roots[0] if len(set(roots)) == 1 else posixpath.commonpath(roots)
-    return Listing(location, root, sorted(files), sorted(others))
+    return Listing(location, root, sorted(files), sorted(others), skipped)

@@ -9,7 +9,9 @@ Contract:
   ``filepath``, ``url`` (string); caption in ``caption``, ``text``, ``txt``, ``prompt``.
   No image and no path column raises ``InputError`` listing the columns the file has.
 - ``parquet_partition(index, fs, path, uri, cfg)`` reads the footer for ``rows`` (an
-  unreadable footer gives 1 row, which reads as ``read_error``).
+  unreadable footer gives 1 row, which reads as ``read_error``). A file without image bytes
+  whose first ``URL_PEEK_ROWS`` path values are all http(s) URLs (img2dataset's URL list) is
+  an ``InputError`` saying to download it with img2dataset first.
 - ``read_parquet(p, cfg)`` yields one ``Record`` per row, reading ``cfg.read_batch_rows``
   rows at a time. Per row: the bytes when present (``source_key`` = the image column's
   name; more than ``cfg.max_file_bytes`` of them is a ``too_large`` record without them); else
@@ -18,8 +20,10 @@ Contract:
   ``reference_roots``: the Parquet file's folder and ``cfg.allowed_roots``. A reference that
   resolves elsewhere (an absolute path, ``../``, ``file://``, another bucket, a symlink out)
   is a ``path_not_allowed`` record, never opened; one over the byte budget ``too_large``;
-  ``http(s)`` URLs are not downloaded (``read_error``). Nothing usable is a ``read_error``
-  record. A Parquet file that is not a regular file (a FIFO) is never opened.
+  ``http(s)`` URLs are not downloaded (``url_not_fetched``). Nothing usable is a ``read_error``
+  record. A Parquet file that is not a regular file (a FIFO) is never opened. A transient
+  failure reopens the file with back-off (``cfg.retries``, ``cfg.retry_backoff_s``) and goes
+  on at the first row not yet read.
 - ``fetch_parquet_image(uri, index, key, cfg)`` returns the same bytes again: ``key`` names
   the bytes column (None: auto-detect) or is the image's reference (read under the same
   roots and budget); ``ReadError`` wherever the reader gave the row no bytes.
@@ -36,8 +40,9 @@ import pyarrow.parquet as pq
 
 from curate.config import InputConfig
 from curate.readers.contract import PARQUET, InputError, Partition, ReadError
-from curate.readers.fsutil import locate, parent_of, resolve
+from curate.readers.fsutil import IMG2DATASET_HINT, is_download_url, locate, parent_of, resolve
 from curate.readers.records import SOURCE_FAILURES, Placeholder, Record, failed
+from curate.readers.retry import Backoff, pause, with_retries
 from curate.readers.safe_read import read_bytes, reason_of
 from curate.reasons import Reason
 
@@ -117,15 +122,38 @@ def _regular(fs: pafs.FileSystem, path: str, uri: str) -> None:
         raise ReadError(f"{uri}: not a regular file; not opened")
 
 
+URL_PEEK_ROWS = 16
+
+
+def _first_values(reader: pq.ParquetFile, column: str) -> list:
+    if reader.metadata.num_rows == 0:
+        return []
+    return next(reader.iter_batches(batch_size=URL_PEEK_ROWS, columns=[column])).column(column).to_pylist()
+
+
+def _footer(fs: pafs.FileSystem, path: str, uri: str, cfg: InputConfig) -> tuple[pq.FileMetaData, list]:
+    """The file's metadata, and the first values of its path column when it has no image bytes."""
+    _regular(fs, path, uri)
+    with fs.open_input_file(path) as raw:
+        reader = pq.ParquetFile(raw)
+        columns = choose_columns(reader.schema_arrow, cfg, uri)
+        firsts = _first_values(reader, columns.path) if columns.image is None and columns.path else []
+        return reader.metadata, firsts
+
+
 def parquet_partition(index: int, fs: pafs.FileSystem, path: str, uri: str, cfg: InputConfig) -> Partition:
     try:
-        _regular(fs, path, uri)
-        with fs.open_input_file(path) as raw:
-            meta = pq.ParquetFile(raw).metadata
-            schema = meta.schema.to_arrow_schema()
-    except SOURCE_FAILURES:
+        meta, firsts = with_retries(lambda: _footer(fs, path, uri, cfg), Backoff.of(cfg))
+    except SOURCE_FAILURES as err:
+        if isinstance(err, InputError):
+            raise
         return Partition(index, PARQUET, uri, (), 1)
-    choose_columns(schema, cfg, uri)
+    present = [v for v in firsts if v]
+    if present and all(is_download_url(v) for v in present):
+        raise InputError(
+            f"{uri}: a list of http(s) URLs (like img2dataset's input), not images; refinery does not download. "
+            f"Download them first: {IMG2DATASET_HINT}, then curate the tars: refinery curate run --input 'shards/*.tar' --output OUT"
+        )
     return Partition(index, PARQUET, uri, (), meta.num_rows)
 
 
@@ -157,7 +185,7 @@ def reference_roots(parquet_uri: str, cfg: InputConfig) -> tuple[str, ...]:
 def _from_reference(uri: str, row: int, value: str, caption: str | None, cfg: InputConfig) -> Record:
     ref = resolve_reference(value, uri)
     try:
-        return Record(uri, row, ref, read_bytes(ref, cfg.max_file_bytes, reference_roots(uri, cfg)), caption)
+        return Record(uri, row, ref, read_bytes(ref, cfg.max_file_bytes, reference_roots(uri, cfg), Backoff.of(cfg)), caption)
     except ReadError as err:
         return Record(uri, row, ref, None, caption, error=str(err), reason=reason_of(err))
 
@@ -166,31 +194,64 @@ def _over_budget(uri: str, row: int, size: int, cfg: InputConfig) -> str:
     return f"{uri}: row {row} holds {size} image bytes, over the budget input.max_file_bytes={cfg.max_file_bytes}"
 
 
+def _row_groups_from(meta: pq.FileMetaData, row: int) -> tuple[list[int], int]:
+    """The row groups from the one holding ``row`` on, and ``row``'s position in it."""
+    start = 0
+    for group in range(meta.num_row_groups):
+        size = meta.row_group(group).num_rows
+        if row < start + size:
+            return list(range(group, meta.num_row_groups)), row - start
+        start += size
+    return [], 0
+
+
+def _batches(fs: pafs.FileSystem, path: str, uri: str, cfg: InputConfig) -> Iterator[tuple[Columns, pa.RecordBatch]]:
+    """The file's batches in order, with the columns read; after a transient failure the file is
+    reopened (with back-off) and reading goes on at the first row not yet yielded."""
+    backoff, done, failures = Backoff.of(cfg), 0, 0
+    while True:
+        try:
+            with fs.open_input_file(path) as raw:
+                reader = pq.ParquetFile(raw)
+                columns = choose_columns(reader.schema_arrow, cfg, uri)
+                groups, skip = _row_groups_from(reader.metadata, done)
+                if not groups:
+                    return
+                for batch in reader.iter_batches(batch_size=cfg.read_batch_rows, columns=columns.names(), row_groups=groups):
+                    if skip >= batch.num_rows:
+                        skip -= batch.num_rows
+                        continue
+                    batch, skip = batch.slice(skip), 0
+                    yield columns, batch
+                    done, failures = done + batch.num_rows, 0
+            return
+        except (OSError, pa.ArrowException) as err:
+            failures += 1
+            pause(err, failures, backoff)
+
+
 def read_parquet(p: Partition, cfg: InputConfig) -> Iterator[Record]:
     """One record per row of a Parquet partition (see module doc)."""
     fs, path = resolve(p.uri)
-    _regular(fs, path, p.uri)
-    with fs.open_input_file(path) as raw:
-        reader = pq.ParquetFile(raw)
-        columns = choose_columns(reader.schema_arrow, cfg, p.uri)
-        row = 0
-        for batch in reader.iter_batches(batch_size=cfg.read_batch_rows, columns=columns.names()):
-            n = batch.num_rows
-            images, inner_paths = _image_values(batch, columns.image) if columns.image else ([None] * n, [None] * n)
-            paths = batch.column(columns.path).to_pylist() if columns.path else [None] * n
-            captions = batch.column(columns.caption).to_pylist() if columns.caption else [None] * n
-            for image, inner, outer, caption in zip(images, inner_paths, paths, captions):
-                if image is not None and len(image) > cfg.max_file_bytes:
-                    error = _over_budget(p.uri, row, len(image), cfg)
-                    yield Record(p.uri, row, columns.image, None, caption, error=error, reason=Reason.TOO_LARGE)
-                elif image is not None:
-                    yield Record(p.uri, row, columns.image, image, caption)
-                elif inner or outer:
-                    yield _from_reference(p.uri, row, inner or outer, caption, cfg)
-                else:
-                    error = f"{p.uri}: row {row} has no image bytes and no path"
-                    yield Record(p.uri, row, None, None, caption, error=error)
-                row += 1
+    with_retries(lambda: _regular(fs, path, p.uri), Backoff.of(cfg))
+    row = 0
+    for columns, batch in _batches(fs, path, p.uri, cfg):
+        n = batch.num_rows
+        images, inner_paths = _image_values(batch, columns.image) if columns.image else ([None] * n, [None] * n)
+        paths = batch.column(columns.path).to_pylist() if columns.path else [None] * n
+        captions = batch.column(columns.caption).to_pylist() if columns.caption else [None] * n
+        for image, inner, outer, caption in zip(images, inner_paths, paths, captions):
+            if image is not None and len(image) > cfg.max_file_bytes:
+                error = _over_budget(p.uri, row, len(image), cfg)
+                yield Record(p.uri, row, columns.image, None, caption, error=error, reason=Reason.TOO_LARGE)
+            elif image is not None:
+                yield Record(p.uri, row, columns.image, image, caption)
+            elif inner or outer:
+                yield _from_reference(p.uri, row, inner or outer, caption, cfg)
+            else:
+                error = f"{p.uri}: row {row} has no image bytes and no path"
+                yield Record(p.uri, row, None, None, caption, error=error)
+            row += 1
 
 
 def parquet_placeholder(p: Partition) -> Placeholder:
@@ -206,7 +267,7 @@ def fetch_parquet_image(uri: str, index: int, key: str | None, cfg: InputConfig 
             reader = pq.ParquetFile(raw)
             schema = reader.schema_arrow
             if key is not None and schema.get_field_index(key) < 0:
-                return read_bytes(key, cfg.max_file_bytes, reference_roots(uri, cfg))
+                return read_bytes(key, cfg.max_file_bytes, reference_roots(uri, cfg), Backoff.of(cfg))
             column = key or choose_columns(schema, InputConfig(), uri).image
             if column is None:
                 raise ReadError(f"{uri}: no image bytes column to fetch row {index} from")

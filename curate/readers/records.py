@@ -7,8 +7,8 @@ Contract:
 - ``to_batches(p, records, placeholder, batch_rows)`` turns them into ``pa.Table`` batches of
   at most ``batch_rows`` rows with ``READ_SCHEMA``: ``id`` (sha256 of the bytes, or of
   ``f"{source_uri}#{source_index}"`` when there are none), the source reference (and
-  ``source_offset``), ``image``, ``caption``, ``meta``, ``reasons``, ``error_message``,
-  ``_partition`` and ``_seq``.
+  ``source_offset``), ``image``, ``caption``, ``meta``, the sidecar columns of ``meta``
+  (``sidecar_fields``), ``reasons``, ``error_message``, ``_partition`` and ``_seq``.
   It yields exactly ``p.rows`` rows: if the records stop early (the source vanished, broke or
   shrank since listing) the rest are ``placeholder(seq, why)`` rows; if there are more, the
   surplus is dropped with a ``RuntimeWarning``.
@@ -29,8 +29,15 @@ from curate.readers.contract import Partition
 from curate.reasons import Reason
 from curate.schema import SCHEMA
 
+# img2dataset's documented per-sample JSON fields that become columns (``meta`` keeps the whole JSON):
+# the download URL, its sample key, and the size before img2dataset resized (its ``width`` /
+# ``height`` are the stored size, which ``width`` / ``height`` measure from the header).
+SIDECAR_COLUMNS = ("url", "key", "original_width", "original_height")
+_INT32_MAX = 2**31 - 1
+
 READ_COLUMNS = [
-    "id", "source_uri", "source_index", "source_key", "source_offset", "image", "caption", "meta", "reasons", "error_message",
+    "id", "source_uri", "source_index", "source_key", "source_offset", "image", "caption", "meta", *SIDECAR_COLUMNS, "reasons",
+    "error_message",
 ]
 READ_SCHEMA = pa.schema(
     [SCHEMA.field(name) for name in READ_COLUMNS]
@@ -86,7 +93,31 @@ def caption_from_json(text: str | None) -> str | None:
     return None
 
 
+def sidecar_fields(text: str | None) -> dict:
+    """``SIDECAR_COLUMNS`` from a sidecar JSON object: ``url`` a string, ``key`` a string (an
+    integer is spelled in decimal), the sizes positive integers within int32; anything else,
+    or text that is not a JSON object, gives None for that column."""
+    values = dict.fromkeys(SIDECAR_COLUMNS)
+    try:
+        obj = json.loads(text) if text is not None else None
+    except ValueError:
+        return values
+    if not isinstance(obj, dict):
+        return values
+    if isinstance(obj.get("url"), str):
+        values["url"] = obj["url"]
+    key = obj.get("key")
+    if isinstance(key, str) or type(key) is int:
+        values["key"] = str(key)
+    for name in ("original_width", "original_height"):
+        size = obj.get(name)
+        if type(size) is int and 0 < size <= _INT32_MAX:
+            values[name] = size
+    return values
+
+
 def _table(rows: list[Record], partition: int, first_seq: int) -> pa.Table:
+    sidecars = [sidecar_fields(r.meta) for r in rows]
     columns = {
         "id": [r.id for r in rows],
         "source_uri": [r.source_uri for r in rows],
@@ -96,6 +127,7 @@ def _table(rows: list[Record], partition: int, first_seq: int) -> pa.Table:
         "image": [r.image for r in rows],
         "caption": [r.caption for r in rows],
         "meta": [r.meta for r in rows],
+        **{name: [s[name] for s in sidecars] for name in SIDECAR_COLUMNS},
         "reasons": [[] if r.image is not None else [str(r.reason or Reason.READ_ERROR)] for r in rows],
         "error_message": [None if r.image is not None else (r.error or "unreadable") for r in rows],
         "_partition": [partition] * len(rows),

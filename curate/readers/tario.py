@@ -1,12 +1,13 @@
 """Cheap tar access on any pyarrow filesystem: block reads, one member list at a time, links.
 
 Contract:
-- ``ReadAhead(raw, block)`` is a seekable binary file over a pyarrow random-access file. A read
-  served from its buffer costs nothing; any other read is one ``read_at`` of ``block`` bytes
-  (or of the request, when larger). Header scans over it cost about one ranged request per
+- ``ReadAhead(raw, block, backoff)`` is a seekable binary file over a pyarrow random-access
+  file. A read served from its buffer costs nothing; any other read is one ``read_at`` of
+  ``block`` bytes (or of the request, when larger), tried again after a transient failure
+  (``curate.readers.retry``). Header scans over it cost about one ranged request per
   ``block`` bytes of tar, and seeking past a member's data reads none of it.
-- ``open_tar(fs, path, block)`` opens a tar (plain, gzip, bzip2 or xz) over a ``ReadAhead``;
-  ``TarView.ranged`` is True when the tar is uncompressed, so member offsets are file offsets.
+- ``open_tar(fs, path, block, backoff)`` opens a tar (plain, gzip, bzip2 or xz) over a
+  ``ReadAhead``, the open retried likewise; ``TarView.ranged`` is True when the tar is uncompressed, so member offsets are file offsets.
 - ``members(tar)`` iterates the members in tar order without keeping them (``tarfile`` would
   keep every ``TarInfo`` of the archive).
 - ``Targets`` remembers the earlier members it is given by name and resolves a hard link or a
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from curate.readers.retry import NO_RETRY, Backoff, with_retries
+
 
 class ReadAhead:
     """A read-only seekable file that fetches ``block`` bytes per miss (see module doc)."""
 
-    def __init__(self, raw: pa.NativeFile, block: int):
-        self._raw, self._block = raw, block
+    def __init__(self, raw: pa.NativeFile, block: int, backoff: Backoff = NO_RETRY):
+        self._raw, self._block, self._backoff = raw, block, backoff
         self._size = raw.size()
         self._pos = 0
         self._buf, self._buf_at = b"", 0
@@ -62,12 +65,15 @@ class ReadAhead:
             head = self._buf[start:] if 0 <= start < len(self._buf) else b""
             at, want = self._pos + len(head), n - len(head)
             if want >= self._block:
-                out = head + self._raw.read_at(want, at)
+                out = head + self._read_at(want, at)
             else:
-                self._buf, self._buf_at = self._raw.read_at(min(self._block, self._size - at), at), at
+                self._buf, self._buf_at = self._read_at(min(self._block, self._size - at), at), at
                 out = head + self._buf[:want]
         self._pos += len(out)
         return out
+
+    def _read_at(self, n: int, at: int) -> bytes:
+        return with_retries(lambda: self._raw.read_at(n, at), self._backoff)
 
 
 @dataclass
@@ -77,9 +83,9 @@ class TarView:
 
 
 @contextlib.contextmanager
-def open_tar(fs: pafs.FileSystem, path: str, block: int) -> Iterator[TarView]:
-    with fs.open_input_file(path) as raw:
-        view = ReadAhead(raw, block)
+def open_tar(fs: pafs.FileSystem, path: str, block: int, backoff: Backoff = NO_RETRY) -> Iterator[TarView]:
+    with with_retries(lambda: fs.open_input_file(path), backoff) as raw:
+        view = ReadAhead(raw, block, backoff)
         with tarfile.open(fileobj=view, mode="r:*") as tf:
             yield TarView(tf, tf.fileobj is view)
 

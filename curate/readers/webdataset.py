@@ -6,14 +6,14 @@ Contract:
   directory counts (files, hard links, symlinks, devices, FIFOs); names without an extension or
   starting with ``.`` are skipped. A sample is a run of consecutive members with the same key;
   a key seen again later starts a new sample.
-- ``count_samples(fs, path)`` is the number of samples ``read_tar`` yields. When img2dataset's
+- ``count_samples(fs, path, backoff)`` is the number of samples ``read_tar`` yields. When img2dataset's
   ``<stem>_stats.json`` sits beside a ``.tar``, is at least as new as the tar and its
   ``successes`` fits the tar's size, that count is used (img2dataset writes exactly its
   successes into the tar, then the stats file). Otherwise the headers are scanned through
   ``tario.ReadAhead`` (about one ranged read per ``LISTING_BLOCK`` bytes; member data is
   skipped, not read). A tar whose headers break part-way counts the samples seen so far, and an
   unreadable one counts 1, so the failure still becomes a row when it is read.
-- ``read_tar(p, image_suffixes, max_bytes)`` yields a ``Record`` per sample, holding one sample
+- ``read_tar(p, image_suffixes, max_bytes, backoff)`` yields a ``Record`` per sample, holding one sample
   in memory (and, to resolve links, some 200 bytes per earlier member): ``source_index`` the sample's ordinal, ``source_key`` the image member's name (the
   key when there is none), ``source_offset`` the byte offset of the image data in the file
   (uncompressed tars; null for links, sparse members and compressed tars). The image is the
@@ -21,10 +21,12 @@ Contract:
   symlink to an earlier file of the tar stands for that file. ``txt`` is the caption (stripped),
   ``json`` the ``meta`` text (and the caption, from its ``caption``/``text`` key, when there is
   no ``txt``); unreadable or over-budget ones are left null. Rows with a reason: a sample without
-  an image member, an image that is a dangling/forward/absolute link, a device or FIFO, or
+  an image member (``url_not_fetched`` when its JSON has an http(s) ``url``: nothing is
+  downloaded), an image that is a dangling/forward/absolute link, a device or FIFO, or
   truncated (``read_error``); an image over ``max_bytes`` from its header (``too_large``, never
   read). When the tar breaks, the sample read so far is yielded, then the error propagates.
-- ``fetch_tar_image(uri, index, key, image_suffixes, offset, max_bytes)`` re-reads one
+- Reads that fail transiently are retried with ``backoff`` (``tario.ReadAhead``).
+- ``fetch_tar_image(uri, index, key, image_suffixes, offset, max_bytes, backoff)`` re-reads one
   sample's image bytes. With ``offset`` (``source_offset``) it is one ranged read: the member
   header just before ``offset`` must parse and name ``key``; otherwise, or without an offset,
   the tar's headers are scanned for sample ``index``.
@@ -40,8 +42,9 @@ import pyarrow.fs as pafs
 
 from curate.config import InputConfig
 from curate.readers.contract import Partition, ReadError
-from curate.readers.fsutil import resolve
+from curate.readers.fsutil import is_download_url, resolve
 from curate.readers.records import SOURCE_FAILURES, Placeholder, Record, caption_from_json, decode_text, failed
+from curate.readers.retry import NO_RETRY, Backoff
 from curate.readers.tario import Targets, TarView, kind_of, members, open_tar, read_data
 from curate.reasons import Reason
 
@@ -116,14 +119,14 @@ def stats_count(fs: pafs.FileSystem, path: str) -> int | None:
     return count if fits else None
 
 
-def count_samples(fs: pafs.FileSystem, path: str) -> int:
+def count_samples(fs: pafs.FileSystem, path: str, backoff: Backoff = NO_RETRY) -> int:
     """Number of samples in a tar (see module doc)."""
     trusted = stats_count(fs, path)
     if trusted is not None:
         return trusted
     count = 0
     try:
-        with open_tar(fs, path, LISTING_BLOCK) as tar:
+        with open_tar(fs, path, LISTING_BLOCK, backoff) as tar:
             for ordinal, _, _, _ in _sample_members(tar):
                 count = ordinal + 1
     except SOURCE_FAILURES:
@@ -167,10 +170,22 @@ class _Sample:
     seen: list[str] = field(default_factory=list)
 
 
+def _url_of(meta: str | None) -> str | None:
+    """The http(s) ``url`` of a sample's JSON (img2dataset writes one per sample), else None."""
+    try:
+        url = json.loads(meta).get("url") if meta else None
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and is_download_url(url) else None
+
+
 def _record(uri: str, ordinal: int, sample: _Sample) -> Record:
     caption = sample.caption.strip() if sample.caption is not None else caption_from_json(sample.meta)
     if sample.image_name is None:
         error = f"{uri}: sample {sample.key!r} has no image member (found {', '.join(sample.seen)})"
+        if _url_of(sample.meta):
+            error += "; only its URL, which is not downloaded: fetch the images first (img2dataset), then curate those tars"
+            return Record(uri, ordinal, sample.key, None, caption, sample.meta, error=error, reason=Reason.URL_NOT_FETCHED)
         return Record(uri, ordinal, sample.key, None, caption, sample.meta, error=error)
     image = sample.image
     error = f"{uri}: {image.error}" if image.error else None
@@ -180,10 +195,12 @@ def _record(uri: str, ordinal: int, sample: _Sample) -> Record:
     )
 
 
-def read_tar(p: Partition, image_suffixes: frozenset[str], max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Record]:
+def read_tar(
+    p: Partition, image_suffixes: frozenset[str], max_bytes: int = DEFAULT_MAX_BYTES, backoff: Backoff = NO_RETRY
+) -> Iterator[Record]:
     """Stream one tar's samples as records (see module doc)."""
     fs, path = resolve(p.uri)
-    with open_tar(fs, path, READ_BLOCK) as tar:
+    with open_tar(fs, path, READ_BLOCK, backoff) as tar:
         targets, sample, ordinal = Targets(), None, -1
         try:
             for ordinal, key, member, ext in _sample_members(tar):
@@ -250,6 +267,7 @@ def fetch_tar_image(
     image_suffixes: frozenset[str],
     offset: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    backoff: Backoff = NO_RETRY,
 ) -> bytes:
     """The image bytes of sample ``index`` of the tar at ``uri``; ``ReadError`` otherwise.
 
@@ -262,7 +280,7 @@ def fetch_tar_image(
         if data is not None:
             return data
     try:
-        with open_tar(fs, path, LISTING_BLOCK) as tar:
+        with open_tar(fs, path, LISTING_BLOCK, backoff) as tar:
             targets = Targets()
             for ordinal, _, member, ext in _sample_members(tar):
                 if ordinal > index:

@@ -1,4 +1,5 @@
-"""The HTML run report: ``funnel(table, config)`` and ``write_report(out_dir, table, config, fetch_image)``."""
+"""The HTML run report: ``funnel(table, config)`` and ``write_report(out_dir, table, config, fetch_image, ...)``
+(``curate.report.html``); ``python -m curate.report.shot`` takes its screenshot."""
 from __future__ import annotations
 
 from curate.report.funnel import funnel

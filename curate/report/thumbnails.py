@@ -1,23 +1,27 @@
-"""Sample thumbnails for the report.
+"""Sample thumbnails for the report, inlined as ``data:`` URIs.
 
 Contract:
 - ``sample_rows(table, candidates, n)`` picks up to ``n`` of the row indices ``candidates``:
   the smallest ``(id, source_uri, source_index)`` first, so a table always gives the same
   sample (ids are content hashes, so this is also an unbiased one).
-- ``render_thumbnails(rows, fetch_image, folder, prefix, decode, side)`` makes one ``Thumb``
-  per row dict: bytes from ``fetch_image(row)``, decoded with ``curate.decode.decode_rgb``
-  under ``decode``, fitted into ``side`` x ``side``, written as ``folder/<prefix><i>.jpg``.
-  A row whose ``reasons`` hold a decode failure is not fetched (its bytes are known bad and
-  may be a decompression bomb). Missing bytes (``None``) and undecodable bytes never raise:
-  that ``Thumb`` has no file and says ``why``. ``fetch_image`` must return bytes-like or
-  ``None``; anything else is a ``TypeError``, and its own exceptions propagate.
+- ``Gallery(fetch_image, decode, side)``: the report's sections ``add`` the row dicts they
+  show, then ``render()`` makes one ``Thumb`` per distinct row (``row_key``, else id and
+  source): bytes from ``fetch_image(row)``, fetched in ``row_key`` order (so a fetcher that
+  reads one stored unit at a time reads each once), decoded with ``curate.decode.decode_rgb``
+  under ``decode``, fitted into ``side`` x ``side``, encoded as a JPEG ``data:`` URI. ``thumb(row)``
+  returns it afterwards. A row whose ``reasons`` hold a decode failure is not fetched (its
+  bytes are known bad and may be a decompression bomb). Missing bytes (``None``) and
+  undecodable bytes never raise: that ``Thumb`` has no ``uri`` and says ``why``.
+  ``fetch_image`` must return bytes-like or ``None``; anything else is a ``TypeError``, and
+  its own exceptions propagate. At most ``BATCH`` fetched images are held at once.
 """
 from __future__ import annotations
 
+import base64
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -29,13 +33,13 @@ from curate.config import DecodeConfig
 from curate.decode import DecodeError, decode_rgb
 from curate.reasons import DECODE_FAILURES
 
-JPEG_QUALITY = 82
+JPEG_QUALITY = 80
+BATCH = 64
 
 
 @dataclass(frozen=True)
 class Thumb:
-    row: dict  # the row as given to fetch_image, without its image bytes
-    file: Path | None  # the written JPEG, None for a placeholder
+    uri: str | None  # data:image/jpeg;base64,… ; None for a placeholder
     size: tuple[int, int] | None  # thumbnail width, height
     why: str | None  # why there is no image (placeholder text)
 
@@ -49,6 +53,13 @@ def sample_rows(table: pa.Table, candidates: np.ndarray, n: int) -> list[int]:
         keys, sort_keys=[("id", "ascending"), ("source_uri", "ascending"), ("source_index", "ascending")]
     ).to_numpy()
     return candidates[order[:n]].tolist()
+
+
+def row_identity(row: dict) -> tuple:
+    """What tells two report rows apart: the row key, else the id and source reference."""
+    if row.get("row_key") is not None:
+        return (row["row_key"],)
+    return (row.get("id"), row.get("source_uri"), row.get("source_index"), row.get("source_key"))
 
 
 def _decode_failure(row: dict) -> str | None:
@@ -71,37 +82,43 @@ def _fetch(row: dict, fetch_image: Callable[[dict], bytes | None]) -> bytes | st
     return bytes(data)
 
 
-def _render(
-    data: bytes | str, path: Path, decode: DecodeConfig, side: int
-) -> tuple[tuple[int, int] | None, str | None]:
-    """Write the thumbnail of ``data`` and return (its size, None), or (None, why not)."""
+def _render(data: bytes | str, decode: DecodeConfig, side: int) -> Thumb:
     if isinstance(data, str):
-        return None, data
+        return Thumb(None, None, data)
     try:
         img = decode_rgb(data, decode)
     except DecodeError as err:
-        return None, f"cannot decode: {err.reason}: {err.message}"
+        return Thumb(None, None, f"cannot decode: {err.reason}: {err.message}")
     img.thumbnail((side, side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    img.save(path, format="JPEG", quality=JPEG_QUALITY)
-    return img.size, None
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return Thumb("data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii"), img.size, None)
 
 
-def render_thumbnails(
-    rows: list[dict],
-    fetch_image: Callable[[dict], bytes | None],
-    folder: Path,
-    prefix: str,
-    decode: DecodeConfig,
-    side: int,
-) -> list[Thumb]:
-    folder.mkdir(parents=True, exist_ok=True)
-    fetched = [_fetch(row, fetch_image) for row in rows]  # caller's fetch stays on this thread
-    paths = [folder / f"{prefix}{i:02d}.jpg" for i in range(len(rows))]
-    workers = max(1, min(len(rows), os.cpu_count() or 1, 8))
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
-        results = list(pool.map(lambda job: _render(job[0], job[1], decode, side), zip(fetched, paths)))
-    thumbs = []
-    for row, path, (size, why) in zip(rows, paths, results):
-        public = {k: v for k, v in row.items() if k != "image"}
-        thumbs.append(Thumb(public, path if size else None, size, why))
-    return thumbs
+class Gallery:
+    def __init__(self, fetch_image: Callable[[dict], bytes | None], decode: DecodeConfig, side: int):
+        self._fetch_image, self._decode, self._side = fetch_image, decode, side
+        self._wanted: dict[tuple, dict] = {}
+        self._thumbs: dict[tuple, Thumb] = {}
+
+    def add(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._wanted.setdefault(row_identity(row), row)
+
+    def render(self) -> None:
+        todo = [k for k in self._wanted if k not in self._thumbs]
+        todo.sort(key=lambda k: (self._wanted[k].get("row_key") is None, self._wanted[k].get("row_key") or 0))
+        workers = max(1, min(len(todo), os.cpu_count() or 1, 8))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
+            for start in range(0, len(todo), BATCH):
+                keys = todo[start:start + BATCH]
+                fetched = [_fetch(self._wanted[k], self._fetch_image) for k in keys]  # caller's fetch: this thread
+                for key, thumb in zip(keys, pool.map(lambda d: _render(d, self._decode, self._side), fetched)):
+                    self._thumbs[key] = thumb
+
+    def thumb(self, row: dict) -> Thumb:
+        """The rendered thumbnail of ``row``; ``KeyError`` if it was never added and rendered."""
+        return self._thumbs[row_identity(row)]
+
+    def __len__(self) -> int:
+        return len(self._thumbs)
