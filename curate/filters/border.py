@@ -16,9 +16,12 @@ counts only with its opposite side: both banded, colours within ``PAIR_TOL`` lev
 flat sky at the top alone is no frame; a single band at one edge is a caption bar,
 ``stat_overlay``'s job). Limits: a frame with the same luma as the picture's edge (a red
 frame on a green edge of equal grey) is not seen; an off-centre frame with one side cut
-off counts only the pair that remains.
+off counts only the pair that remains. ``view_bands`` finds the bands once per image view, for
+this filter and ``curate.filters.collage``.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
@@ -28,27 +31,34 @@ TOL, FLAT = 8, 0.95
 MIN_SIDE, MAX_SIDE = 0.01, 0.4
 STEP, INSIDE = 16, 0.4
 PAIR_TOL = 12
+FIRST_BLOCK = 4  # lines tested at once from the edge in, doubling while they are all flat
 
 
 def side_band(lines: np.ndarray) -> tuple[int, int]:
-    """(depth, colour) of the flat band at the start of ``lines`` (int16, (n, length), from the edge in); depth 0: none."""
+    """(depth, colour) of the flat band at the start of ``lines`` (uint8 ``(n, length)``, from the edge in; a
+    strided view is fine: only the band's lines and the boundary line are read); depth 0: none."""
     n = lines.shape[0]
     limit = int(n * MAX_SIDE)
     colour = int(np.median(lines[0]))
-    flat = (np.abs(lines[: limit + 1] - colour) <= TOL).mean(axis=1) >= FLAT
-    depth = int(np.argmin(flat)) if not flat.all() else limit + 1
+    depth, size = 0, FIRST_BLOCK
+    while depth <= limit:
+        block = lines[depth : min(depth + size, limit + 1)].astype(np.int16)
+        flat = (np.abs(block - colour) <= TOL).mean(axis=1) >= FLAT
+        if not flat.all():
+            depth += int(np.argmin(flat))
+            break
+        depth, size = depth + len(flat), size * 2
     if depth < max(2, n * MIN_SIDE) or depth > limit or depth + 2 >= n:
         return 0, colour
-    if (np.abs(lines[depth + 2] - colour) > STEP).mean() < INSIDE:
+    if (np.abs(lines[depth + 2].astype(np.int16) - colour) > STEP).mean() < INSIDE:
         return 0, colour
     return depth, colour
 
 
 def frame_bands(grey: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) band depths in grey pixels, each 0 unless its opposite side counts too."""
-    g = grey.astype(np.int16)
-    top, bottom = side_band(g), side_band(g[::-1])
-    left, right = side_band(g.T), side_band(g.T[::-1])
+    top, bottom = side_band(grey), side_band(grey[::-1])
+    left, right = side_band(grey.T), side_band(grey.T[::-1])
 
     def pair(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
         return (a[0], b[0]) if a[0] and b[0] and abs(a[1] - b[1]) <= PAIR_TOL else (0, 0)
@@ -56,10 +66,21 @@ def frame_bands(grey: np.ndarray) -> tuple[int, int, int, int]:
     return (*pair(top, bottom), *pair(left, right))
 
 
-def border_fraction(grey: np.ndarray) -> float:
-    """Share of the image's area covered by the frame's counted bands (see the module doc)."""
-    h, w = grey.shape
-    top, bottom, left, right = frame_bands(grey)
+_BANDS: weakref.WeakKeyDictionary[ImageView, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
+
+
+def view_bands(view: ImageView) -> tuple[int, int, int, int]:
+    """``frame_bands(view.grey)``, computed once per view and shared by the filters that read it (border, collage)."""
+    bands = _BANDS.get(view)
+    if bands is None:
+        bands = _BANDS[view] = frame_bands(view.grey)
+    return bands
+
+
+def border_fraction(shape: tuple[int, int], bands: tuple[int, int, int, int]) -> float:
+    """Share of an image of ``shape`` (h, w) covered by the ``frame_bands`` counted (see the module doc)."""
+    h, w = shape
+    top, bottom, left, right = bands
     return float(1.0 - (1.0 - (top + bottom) / h) * (1.0 - (left + right) / w))
 
 
@@ -71,4 +92,4 @@ class BorderFilter:
         grey = view.grey
         if min(grey.shape) < 16:
             return {"stat_border": 0.0}
-        return {"stat_border": border_fraction(grey)}
+        return {"stat_border": border_fraction(grey.shape, view_bands(view))}

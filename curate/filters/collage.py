@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from curate.filters.base import ImageView
-from curate.filters.border import frame_bands
+from curate.filters.border import view_bands
 
 MARGIN = 0.15
 K, T = 3.0, 10.0
@@ -32,19 +32,24 @@ SEGMENTS, AGG = 4, 1
 SPLITS, SNAP = (2, 3, 4), 0.02
 TOL, FLAT, MAX_GUTTER = 8, 0.95, 0.12
 STEP, APART = 16, 0.5
+SPREAD = TOL * (1 + FLAT) + 255 * (1 - FLAT) + 1  # levels from a flat line's mean that hold FLAT of its pixels (+1: rounding)
 
 
-def seam_strengths(g: np.ndarray) -> np.ndarray:
-    """Seam strength of each row boundary of float32 ``g`` (0 for the 3 rows at each edge; see the module doc)."""
-    h, w = g.shape
+def seam_strengths(lines: np.ndarray) -> np.ndarray:
+    """Seam strength of each row boundary of int16 ``lines`` (rows; a transposed view for the columns) (0 for
+    the 3 rows at each edge; see the module doc)."""
+    h, w = lines.shape
     out = np.zeros(h, np.float32)
     if h < 8 or w < SEGMENTS:
         return out
-    step = np.abs(g[2:] - g[:-2])  # step[i]: rows i + 2 vs i, centred on i + 1
-    across, before, after = step[2 : h - 4], step[: h - 6], step[4:h - 2]  # centres 3 .. h - 4
-    hit = across > K * np.maximum(before, after) + T
-    parts = np.array_split(hit, SEGMENTS, axis=1)
-    out[3 : h - 3] = np.sort(np.stack([p.mean(axis=1) for p in parts]), axis=0)[AGG]
+    step = np.abs(lines[2:] - lines[:-2])  # step[i]: rows i + 2 vs i, centred on i + 1
+    bound = np.maximum(step[: h - 6], step[4 : h - 2])  # the steps before and after centres 3 .. h - 4
+    bound *= int(K)
+    bound += int(T)
+    hit = step[2 : h - 4] > bound
+    sizes = [p.shape[1] for p in np.array_split(hit[:1], SEGMENTS, axis=1)]
+    counts = np.add.reduceat(hit, np.cumsum([0] + sizes[:-1]), axis=1, dtype=np.uint32)
+    out[3 : h - 3] = np.sort(counts / np.array(sizes), axis=1)[:, AGG]
     return out
 
 
@@ -59,10 +64,34 @@ def grid_strength(strengths: np.ndarray) -> float:
     return best
 
 
-def has_gutter(g: np.ndarray) -> bool:
-    """Whether an interior run of flat rows, with non-flat rows on both sides, crosses ``g``."""
-    h = g.shape[0]
-    flat = (np.abs(g - np.median(g, axis=1, keepdims=True)) <= TOL).mean(axis=1) >= FLAT
+def flat_lines(lines: np.ndarray) -> np.ndarray:
+    """Whether each row of uint8 ``lines`` (a transposed view for the columns) has ``FLAT`` of its pixels within
+    ``TOL`` levels of its median. A flat row's median is within ``FLAT * TOL + (1 - FLAT) * 255`` of its mean, so
+    ``FLAT`` of its pixels lie within ``SPREAD`` of the mean: only rows where they do are counted exactly, from
+    their histograms."""
+    n, length = lines.shape
+    mean = lines.sum(axis=1, dtype=np.uint32) / length  # uint32 sums: 2x faster than the default int64
+    lo = np.clip(np.floor(mean - SPREAD), 0, 255).astype(np.uint8)[:, None]
+    hi = np.clip(np.ceil(mean + SPREAD), 0, 255).astype(np.uint8)[:, None]
+    rows = np.flatnonzero(((lines >= lo) & (lines <= hi)).sum(axis=1, dtype=np.uint32) >= FLAT * length - 1)
+    flat = np.zeros(n, bool)
+    if not rows.size:
+        return flat
+    hist = np.bincount((lines[rows] + (np.arange(rows.size) * 256)[:, None]).ravel(), minlength=rows.size * 256)
+    below = np.zeros((rows.size, 257), np.intp)  # below[r, v]: pixels of row r under v
+    np.cumsum(hist.reshape(rows.size, 256), axis=1, out=below[:, 1:])
+    lower = (below[:, 1:] <= (length - 1) // 2).sum(axis=1)  # the middle values, sorted order (length - 1) // 2
+    upper = (below[:, 1:] <= length // 2).sum(axis=1)  # and length // 2: the median is their mean
+    lo, hi = np.maximum((lower + upper + 1) // 2 - TOL, 0), np.minimum((lower + upper) // 2 + TOL, 255)
+    within = np.take_along_axis(below, (hi + 1)[:, None], 1)[:, 0] - np.take_along_axis(below, lo[:, None], 1)[:, 0]
+    flat[rows] = within / length >= FLAT
+    return flat
+
+
+def has_gutter(lines: np.ndarray) -> bool:
+    """Whether an interior run of flat rows, with non-flat rows on both sides, crosses uint8 ``lines``."""
+    h = lines.shape[0]
+    flat = flat_lines(lines).tolist()
     lo, hi = int(h * MARGIN), h - int(h * MARGIN)
     y = lo
     while y < hi:
@@ -73,24 +102,26 @@ def has_gutter(g: np.ndarray) -> bool:
         while end < h and flat[end]:
             end += 1
         if end - y <= h * MAX_GUTTER and y >= 2 and end + 2 < h and not flat[y - 2] and not flat[end + 1]:
-            colour = np.median(g[y])
-            if min((np.abs(g[y - 2] - colour) > STEP).mean(), (np.abs(g[end + 1] - colour) > STEP).mean()) >= APART:
+            colour = np.median(lines[y])
+            if min((np.abs(lines[y - 2] - colour) > STEP).mean(), (np.abs(lines[end + 1] - colour) > STEP).mean()) >= APART:
                 return True
         y = end
     return False
 
 
-def collage_score(grey: np.ndarray) -> float:
-    """Strongest seam or gutter over rows and columns inside the frame (see the module doc)."""
-    top, bottom, left, right = frame_bands(grey)
-    g = grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right].astype(np.float32)
+def collage_score(grey: np.ndarray, bands: tuple[int, int, int, int]) -> float:
+    """Strongest seam or gutter over rows and columns of ``grey`` inside the frame of ``bands``
+    (``curate.filters.border.frame_bands``; see the module doc)."""
+    top, bottom, left, right = bands
+    g = grey[top : grey.shape[0] - bottom, left : grey.shape[1] - right]
+    if min(g.shape) < 16:
+        return 0.0
+    g16 = g.astype(np.int16)
     best = 0.0
-    for lines in (g, g.T):
-        if min(lines.shape) < 16:
-            continue
+    for lines, lines16 in ((g, g16), (g.T, g16.T)):
         if has_gutter(lines):
             return 1.0
-        best = max(best, grid_strength(seam_strengths(lines)))
+        best = max(best, grid_strength(seam_strengths(lines16)))
     return best
 
 
@@ -102,4 +133,4 @@ class CollageFilter:
         grey = view.grey
         if min(grey.shape) < 16:
             return {"stat_collage": 0.0}
-        return {"stat_collage": collage_score(grey)}
+        return {"stat_collage": collage_score(grey, view_bands(view))}
