@@ -173,6 +173,7 @@ def test_funnel_counts_each_row_once_at_its_first_step(run):
         ("blurry", 2),  # coffee-blurred is also a near duplicate, counted here only
         ("overexposed", 0),  # two rules share the reason: one step
         ("underexposed", 2),
+        ("border", 0),
         ("exact_duplicate", 1),
         ("near_duplicate", 0),  # coffee-blurred carries it but went at blurry
         ("kept", 4),
