@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+from readonly_fs import ReadOnlyLocalHandler
 
 SLOW_DOWN = "AWS Error SLOW_DOWN during GetObject operation: Please reduce your request rate."
 
@@ -58,37 +59,16 @@ class _FlakyFile(io.RawIOBase):
         super().close()
 
 
-class _Handler(pafs.FileSystemHandler):
+class _Handler(ReadOnlyLocalHandler):
+    type_name = "flaky"
+
     def __init__(self, faults: Faults):
-        self.faults, self.local = faults, pafs.LocalFileSystem()
-
-    def get_type_name(self) -> str:
-        return "flaky"
-
-    def normalize_path(self, path: str) -> str:
-        return path
-
-    def get_file_info(self, paths):
-        return self.local.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.local.get_file_info(selector)
+        super().__init__()
+        self.faults = faults
 
     def _open(self, path: str) -> pa.NativeFile:
         self.faults.maybe_fail("open")
         return pa.PythonFile(_FlakyFile(path, self.faults), mode="r")
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        return self._open(path)
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        return self._open(path)
-
-    def _refuse(self, *args) -> None:
-        raise NotImplementedError("read-only test filesystem")
-
-    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = _refuse
-    move = copy_file = open_output_stream = open_append_stream = _refuse
 
 
 def flaky_fs(faults: Faults) -> pafs.FileSystem:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+from readonly_fs import ReadOnlyLocalHandler
 import pytest
 
 from curate.readers import webdataset
@@ -51,39 +52,18 @@ class _CountingFile(io.RawIOBase):
         super().close()
 
 
-class _Handler(pafs.FileSystemHandler):
+class _Handler(ReadOnlyLocalHandler):
     """Local files; every read call on an opened file is counted (one read = one S3 request)."""
 
+    type_name = "counting"
+
     def __init__(self, counts: Counts):
-        self.counts, self.local = counts, pafs.LocalFileSystem()
-
-    def get_type_name(self) -> str:
-        return "counting"
-
-    def normalize_path(self, path: str) -> str:
-        return path
-
-    def get_file_info(self, paths):
-        return self.local.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.local.get_file_info(selector)
+        super().__init__()
+        self.counts = counts
 
     def _open(self, path: str) -> pa.NativeFile:
         self.counts.opens[path] = self.counts.opens.get(path, 0) + 1
         return pa.PythonFile(_CountingFile(path, self.counts), mode="r")
-
-    def open_input_file(self, path: str) -> pa.NativeFile:
-        return self._open(path)
-
-    def open_input_stream(self, path: str) -> pa.NativeFile:
-        return self._open(path)
-
-    def _refuse(self, *args) -> None:
-        raise NotImplementedError("read-only test filesystem")
-
-    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = _refuse
-    move = copy_file = open_output_stream = open_append_stream = _refuse
 
 
 def counting_fs() -> tuple[pafs.FileSystem, Counts]:
