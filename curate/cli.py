@@ -188,6 +188,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from curate.cli_models import cmd_models
+
+    return cmd_models(args)
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from curate.models.measure import measure
+    from curate.store import Store
+
+    refuse_relative("shards", args.shards)
+    with ray_log(args.shards, args.verbose):
+        measured, manifest = measure(args.shards, load_config(args.config))
+    if not measured:
+        console.print("nothing to measure: every row the rules select has its model stats, or no model stage is on "
+                      "(refinery curate models); nothing was changed", highlight=False)
+        return 0
+    console.print(f"measured {measured} rows with the model stages", highlight=False)
+    _print_summary(manifest, Store.open(args.shards).spec, " measure")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refinery curate", description="Filter, dedup and shard image-text pairs on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="folder to write <ID>.<ext> into (default: here)")
     p.add_argument("--remap", action="append", metavar="OLD=NEW", help="sources under OLD now live under NEW (repeatable)")
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("models", help="list the model stages: which run with this config, their weights, how to enable them")
+    p.add_argument("--config", help="YAML config merged onto the bundled defaults")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("measure", help="run the model stages on rows of a finished output that lack them, then decide again")
+    p.add_argument("shards", help="a finished output (folder or URI), changed in place")
+    p.add_argument("--config", help="YAML config merged onto the bundled defaults (its rules choose the rows)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's log on the console too")
+    p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("export", help="write the kept rows as WebDataset tars or Hugging Face-ready Parquet")
     p.add_argument("--shards", required=True, help="a finished output (folder or URI)")

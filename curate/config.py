@@ -17,12 +17,13 @@ here, read by the Ray adapter (``curate.ray_adapter``); filters and rules never 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from curate.reasons import DECODE_FAILURES, Reason
 from curate.safe_yaml import load_yaml, yaml_problem
@@ -32,54 +33,13 @@ from curate.safe_yaml import validation_problem as _validation_problem
 from curate.schema import HASH_COLUMNS, SCHEMA
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+SITE_CONFIG_VAR = "REFINERY_SITE_CONFIG"
 # Pillow formats whose decoders are safe on untrusted bytes; EPS/PS (Ghostscript), PDF and the rest never are.
 SAFE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_CONFIG_BYTES = 2**20
 
-class _Strict(BaseModel):
-    """Strict types: a number must be a YAML number (``true`` or ``"4"`` is not an int; an int is a float)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
-
-
-class ActorPool(_Strict):
-    """An autoscaling actor pool: Ray runs between ``min`` and ``max`` actors of a class stage."""
-
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "ActorPool":
-        if self.min > self.max:
-            raise ValueError(f"actors.min ({self.min}) must be <= actors.max ({self.max})")
-        return self
-
-
-class StageSpec(_Strict):
-    """How the Ray adapter runs one stage (``stages.<name>`` in the config).
-
-    ``actors``: null for a function stage (stateless Ray tasks); for a class stage an int (a
-    fixed pool) or ``{min, max}`` (an autoscaling pool). ``on_error`` (class stages): ``row``
-    retries a batch that raised row by row and turns each row that still raises into a
-    rejected row with reason ``stage_error``; ``fail`` lets the exception fail the run.
-    """
-
-    num_cpus: float = Field(0.5, gt=0)
-    num_gpus: float = Field(0, ge=0)
-    batch_size: int = Field(32, ge=1)
-    actors: Annotated[int, Field(strict=True, ge=1)] | ActorPool | None = Field(
-        None, description="null: tasks; n: a pool of n actors; {min, max}: an autoscaling pool"
-    )
-    on_error: Literal["row", "fail"] = "fail"
-
-    def pool(self) -> tuple[int, int] | None:
-        """(min, max) actors, or None for tasks."""
-        if self.actors is None:
-            return None
-        if isinstance(self.actors, int):
-            return self.actors, self.actors
-        return self.actors.min, self.actors.max
-
+from curate.config_base import ActorPool, StageSpec, _Strict  # noqa: F401 -- re-exported
+from curate.models.config import ModelsConfig
 
 StageResources = StageSpec  # the name curate.reader uses
 
@@ -186,6 +146,19 @@ class Rule(_Strict):
         return self
 
 
+class SemanticConfig(_Strict):
+    """SemDeDup-style semantic duplicates on the CLIP embeddings (``curate.dedup.semantic``)."""
+
+    enabled: bool = Field(False, description="find semantic duplicates among the rows left after exact/near dedup "
+                          "(needs the embeddings group: CLIP ran)")
+    threshold: float = Field(
+        0.95, gt=0, le=1, description="cosine at or above which two rows of one k-means cluster are duplicates; SemDeDup "
+        "(Abbas et al. 2023) removes pairs within 1 - cos <= eps and sweeps eps (about 0.01..0.1) to prune 10-50 % of "
+        "LAION-440M; 0.95 keeps to the near-identical end (eps 0.05); not measured here")
+    cluster_rows: int = Field(10_000, ge=2, description="about this many rows per k-means cluster (SemDeDup: 440M rows in "
+                              "50k clusters, ~8.8k each); pairs are only compared inside a cluster (cost ~ rows x this x dim)")
+
+
 class DedupConfig(_Strict):
     exact: bool = True
     near: bool = True
@@ -203,6 +176,13 @@ class DedupConfig(_Strict):
     index: str | None = Field(
         None, description="dedup index shared by runs (folder or URI): copies of what earlier runs kept are rejected"
     )
+    clip_confirm: float | None = Field(
+        0.9, ge=-1, le=1, description="where both rows have a CLIP embedding, a near-dup pair also needs cosine >= this "
+        "(an edited pair: same layout, other subject, is not merged); null: off; rows without embeddings: hashes only. "
+        "Default from the literature, not measured here (the tests' CLIP is a tiny random model): 0.9 sits below "
+        "SemDeDup's duplicate thresholds (cos >= 0.9..0.99), so a re-encoded or resized copy, which CLIP embeds "
+        "almost identically, is never vetoed; it only splits hash pairs CLIP sees as different pictures")
+    semantic: SemanticConfig = SemanticConfig()
 
 
 class ReportConfig(_Strict):
@@ -240,6 +220,7 @@ class CurateConfig(_Strict):
     report: ReportConfig = ReportConfig()
     ray: RayConfig = RayConfig()
     run: RunConfig = RunConfig()
+    models: ModelsConfig = Field(default_factory=lambda: _default_models())
 
     @model_validator(mode="before")
     @classmethod
@@ -253,7 +234,8 @@ class CurateConfig(_Strict):
     @model_validator(mode="after")
     def _stages_fit_local_ray(self) -> "CurateConfig":
         if self.ray.num_cpus is not None and self.ray.address is None:
-            problem = check_stage_fit({f"stages.{k}": v for k, v in self.stages}, self.ray.num_cpus, None, "ray.num_cpus")
+            specs = {**{f"stages.{k}": v for k, v in self.stages}, "models.stage": self.models.stage}
+            problem = check_stage_fit(specs, self.ray.num_cpus, None, "ray.num_cpus")
             if problem:
                 raise ValueError(problem)
         return self
@@ -285,6 +267,18 @@ def _default_rules() -> list[Rule]:
     return [Rule.model_validate(r) for r in _read_yaml(DEFAULT_CONFIG).get("rules", [])]
 
 
+def _defaults() -> dict:
+    """default.yaml with the site's defaults (``REFINERY_SITE_CONFIG``) merged on top."""
+    raw = _read_yaml(DEFAULT_CONFIG)
+    site = os.environ.get(SITE_CONFIG_VAR)
+    return merge(raw, _read_yaml(Path(site))) if site else raw
+
+
+def _default_models() -> ModelsConfig:
+    """The bundled (and site) ``models:`` section: ``CurateConfig()`` equals ``load_config()`` there too."""
+    return ModelsConfig.model_validate(_defaults().get("models", {}))
+
+
 def _read_yaml(path: Path) -> dict:
     try:
         size = path.stat().st_size
@@ -313,8 +307,11 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_config(path: str | Path | None = None) -> CurateConfig:
-    """The bundled defaults with ``path``'s settings on top (a partial file keeps every other default)."""
-    raw = _read_yaml(DEFAULT_CONFIG)
+    """The bundled defaults with ``path``'s settings on top (a partial file keeps every other default).
+
+    A site's own defaults: ``REFINERY_SITE_CONFIG`` names a YAML file merged between the bundled
+    defaults and ``path`` (the test suite uses one that turns the model stages off)."""
+    raw = _defaults()
     if path is not None:
         path = Path(path)
         raw = merge(raw, _read_yaml(path))
@@ -331,7 +328,8 @@ def load_config(path: str | Path | None = None) -> CurateConfig:
 def dropped_rule_reasons(used: Iterable[str], config: CurateConfig) -> list[str]:
     """The rule reasons among ``used`` (e.g. a manifest's ``reasons`` counts) that no rule of
     ``config`` gives any more, sorted: what a ``rules:`` list that replaced the defaults lost."""
-    rule_reasons = set(Reason) - DECODE_FAILURES - {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE}
+    rule_reasons = set(Reason) - DECODE_FAILURES - {Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE,
+                                                     Reason.SEMANTIC_DUPLICATE}
     return sorted(set(used) & {str(r) for r in rule_reasons} - {str(r.reason) for r in config.rules})
 
 
@@ -343,7 +341,7 @@ def to_yaml(config: CurateConfig) -> str:
 def config_from(settings: Mapping, source: str = "config mapping") -> CurateConfig:
     """``settings`` (what a config file would hold) merged onto the bundled defaults and validated
     as ``load_config`` validates a file; a ``ConfigError`` naming ``source`` when it does not."""
-    raw = merge(_read_yaml(DEFAULT_CONFIG), dict(settings))
+    raw = merge(_defaults(), dict(settings))
     try:
         return CurateConfig.model_validate(raw)
     except ValidationError as err:

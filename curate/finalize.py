@@ -11,6 +11,12 @@ Contract: ``finalize(store, plan, config)`` decides every row of ``plan``'s unit
    (``curate.rules.duplicate_reasons``); above it as work over staged files under ``STAGED``
    (``curate.dedup.staged``: pass 1 stages each unit's rows instead of returning them, the
    driver holds counts, pass 2 reads each unit's duplicates from a file). Same decisions.
+   With the embeddings group current and ``dedup.clip_confirm`` or ``dedup.semantic.enabled``
+   set (``embedding_dedup``), pass 1 also returns each row's ``clip_embedding`` (2 bytes x
+   its length per row on the driver): near pairs are confirmed by CLIP cosine and semantic
+   duplicates found (``curate.rules.duplicate_reasons``). The staged path carries no
+   embeddings: above ``dedup.distributed_above`` both are skipped with one log line, and the
+   manifest's ``decided_with.embeddings`` says what was applied.
 3. Decisions, a map over units: rules again (deterministic), the unit's duplicates, its
    decisions file of generation ``plan.generation`` (aligned with its images file), its
    counts, its funnel, its report sample (at most ``report.max_rows`` rows in all, by a
@@ -40,11 +46,13 @@ from curate.dedup import staged
 from curate.dedup.index import index_columns, load_prior, prior_parts, record
 from curate.dedup.keeper import COLUMNS as KEEPER_COLUMNS
 from curate.layout import DECISIONS, IMAGES, STAGING, Unit, decisions_version, unit_file
+from curate.logs import say
 from curate.manifest import entry_file, group_version, listed_files, new_manifest, run_record, write_manifest
 from curate.progress import progress_bar
 from curate.report import write_report
 from curate.report.diff import merge_diffs, unit_diff
 from curate.report.funnel import funnel, merge_funnels
+from curate.report.models_html import compact_model_columns
 from curate.rules import duplicate_reasons, rule_reasons
 from curate.schema import GROUPS, STAT_COLUMNS, conform, group_of, group_schema, make_row_key, set_column, subschema
 from curate.store import Store
@@ -52,9 +60,11 @@ from curate.store import Store
 IMAGE_META = ["row_key", "id", "source_uri", "source_index", "source_key", "source_offset", "image_format", "width", "height", "caption"]
 # What the duplicate search reads of each row that passed the rules.
 DEDUP_COLUMNS = list(dict.fromkeys(["row_key", *index_columns(), *KEEPER_COLUMNS]))
+EMBEDDINGS = "embeddings"  # the group with clip_embedding (present when CLIP ran)
 STAGED = f"{STAGING}/finalize"  # the distributed path's files (curate.dedup.staged), removed after pass 2
-# What the report reads (never bytes).
-REPORT_COLUMNS = [c for c in (*IMAGE_META, *STAT_COLUMNS, "decode_error", "error_message", "keep", "reasons", "dup_of")]
+# What the report reads (never bytes); the models group's columns when the plan has that group.
+REPORT_COLUMNS = [c for c in (*IMAGE_META, *STAT_COLUMNS, *GROUPS["models"][1:], "decode_error", "error_message", "keep",
+                              "reasons", "dup_of")]
 
 
 @dataclass
@@ -120,11 +130,20 @@ def unit_inputs(store: Store, plan: Plan, config: CurateConfig, unit: Unit) -> p
     return set_column(table, "reasons", reasons)
 
 
-def _dedup_inputs(unit: Unit, store: Store, plan: Plan, config: CurateConfig) -> pa.Table:
-    """Pass 1 (per unit): the rows that pass every rule, with only what dedup reads."""
+def embedding_dedup(plan: Plan, config: CurateConfig) -> bool:
+    """Whether dedup reads ``clip_embedding``: CLIP ran and CLIP confirmation or semantic dedup is on."""
+    return EMBEDDINGS in plan.current and (config.dedup.clip_confirm is not None or config.dedup.semantic.enabled)
+
+
+def _dedup_inputs(unit: Unit, store: Store, plan: Plan, config: CurateConfig, embeddings: bool = False) -> pa.Table:
+    """Pass 1 (per unit): the rows that pass every rule, with only what dedup reads (and their embeddings)."""
     table = unit_inputs(store, plan, config, unit)
-    eligible = [not r for r in rule_reasons(table, config)]
-    return table.filter(pa.array(eligible, pa.bool_())).select([c for c in DEDUP_COLUMNS if c in table.column_names])
+    eligible = pa.array([not r for r in rule_reasons(table, config)], pa.bool_())
+    table = table.filter(eligible).select([c for c in DEDUP_COLUMNS if c in table.column_names])
+    if embeddings:
+        vectors = _read_unit(store, plan, unit, {EMBEDDINGS: ["row_key", "clip_embedding"]}).filter(eligible)
+        table = table.append_column(vectors.schema.field("clip_embedding"), vectors.column("clip_embedding"))
+    return table
 
 
 def _write_unit(item: dict, store: Store, plan: Plan, config: CurateConfig) -> dict:
@@ -143,11 +162,25 @@ def _write_unit(item: dict, store: Store, plan: Plan, config: CurateConfig) -> d
     schema = group_schema(DECISIONS)
     info = store.write_parquet(unit_file(DECISIONS, decisions_version(plan.generation), unit), conform(table.select(schema.names), schema))
     keep = np.array([not r for r in reasons], dtype=bool)
-    sample = _report_sample(table, item["sample_fraction"])
+    sample = _report_sample(_with_model_columns(table, store, plan, unit), item["sample_fraction"])
     return {"unit": unit.name, "file": info, "rows": table.num_rows, "kept": int(keep.sum()),
             "reasons": Counter(r for rs in reasons for r in rs), "kept_rows": table.filter(pa.array(keep)).select(
                 [c for c in index_columns() if c in table.column_names]) if item["index"] else None,
             "sample": sample, "funnel": funnel(table, config), "diff": unit_diff(table, plan.previous, unit, config)}
+
+
+def _with_model_columns(table: pa.Table, store: Store, plan: Plan, unit: Unit) -> pa.Table:
+    """``table`` with the ``models`` group's columns it lacks (the report's boxes, text, stats), if the plan has it."""
+    missing = [c for c in GROUPS["models"][1:] if c not in table.column_names]
+    if "models" not in plan.current or not missing:
+        return table
+    extra = _read_unit(store, plan, unit, {"models": ["row_key", *missing]})
+    if not extra.column("row_key").equals(table.column("row_key")):
+        raise RuntimeError(f"unit {unit.name}: groups are not aligned (row_key differs)")
+    extra = compact_model_columns(extra)
+    for name in missing:
+        table = table.append_column(extra.schema.field(name), extra.column(name))
+    return table
 
 
 def _report_sample(table: pa.Table, fraction: float) -> pa.Table:
@@ -217,8 +250,8 @@ def _write_report(store: Store, sample: pa.Table, config: CurateConfig, fetch, c
 
 def _driver_duplicates(store: Store, plan: Plan, config: CurateConfig, sizes: list[int], timings: dict) -> tuple[dict, int]:
     """Pass 1, then duplicates on the driver over every unit's compact rows: per unit its ``(row_key, reason, of)``."""
-    dedup_in = _map(plan.units, functools.partial(_dedup_inputs, store=store, plan=plan, config=config), config, sizes,
-                    "rules", timings)
+    dedup_in = _map(plan.units, functools.partial(_dedup_inputs, store=store, plan=plan, config=config,
+                                                  embeddings=embedding_dedup(plan, config)), config, sizes, "rules", timings)
     eligible = pa.concat_tables(dedup_in) if dedup_in else subschema(DEDUP_COLUMNS).empty_table()
     prior = load_prior(config.dedup.index, exclude=store.spec) if config.dedup.index else None
     dup_reason, dup_of = duplicate_reasons(eligible, config, pair_finder(eligible.num_rows, config), prior)
@@ -282,7 +315,12 @@ def pair_finder(rows: int, config: CurateConfig) -> Callable:
 def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
     started = plan.started if plan.started is not None else time.monotonic()
     rows, sizes, timings = sum(u.rows for u in plan.units), [u.rows for u in plan.units], dict(plan.timings)
-    find = _staged_duplicates if rows > config.dedup.distributed_above else _driver_duplicates
+    staged_path = rows > config.dedup.distributed_above
+    find = _staged_duplicates if staged_path else _driver_duplicates
+    if staged_path and embedding_dedup(plan, config):
+        say(f"dedup: {rows} rows > dedup.distributed_above ({config.dedup.distributed_above}): CLIP confirmation and "
+            "semantic dedup run on the driver path only; hashes only this time (raise distributed_above: "
+            "the driver holds 2 bytes x the embedding length per row)")
     dups, prior_rows = find(store, plan, config, sizes, timings)
     fraction = min(1.0, config.report.max_rows / max(rows, 1))
     items = [{"unit": u.as_dict(), "dups": dups[u.name], "sample_fraction": fraction, "index": bool(config.dedup.index)}
@@ -296,6 +334,11 @@ def finalize(store: Store, plan: Plan, config: CurateConfig) -> dict:
     kept = sum(r["kept"] for r in results)
     decided_with = {"rules": [r.model_dump(mode="json") for r in config.rules], "dedup": config.dedup.model_dump(mode="json"),
                     "prior_rows": prior_rows}
+    if EMBEDDINGS in plan.current:  # what the embeddings decided (nothing above distributed_above)
+        used = embedding_dedup(plan, config) and not staged_path
+        decided_with["embeddings"] = {"version": plan.current[EMBEDDINGS],
+                                      "clip_confirm": used and config.dedup.clip_confirm is not None,
+                                      "semantic": used and config.dedup.semantic.enabled}
     version = decisions_version(plan.generation)
     groups = {name: dict(versions) for name, versions in plan.groups.items() if name != DECISIONS}
     groups[DECISIONS] = {version: group_version(plan.stage, decided_with, files)}

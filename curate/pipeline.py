@@ -37,13 +37,15 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from curate import ray_adapter
+from curate import logs, ray_adapter
 from curate.config import CurateConfig, InputConfig
 from curate.dedup.index import record_output
 from curate.finalize import Plan, finalize, remove_unlisted
 from curate.layout import IMAGES, INPUTS, LISTING, STAGING, STATS, OutputError
 from curate.lock import output_lock
 from curate.manifest import group_version
+from curate.models.model_pass import run_models
+from curate.models.registry import resolve
 from curate.progress import progress_bar
 from curate.readers import Partition, list_partitions, read_partition
 from curate.retry import retry_errors
@@ -176,6 +178,19 @@ def _measure(todo: list, store: Store, config: CurateConfig, version: str, recor
         raise RuntimeError(f"partitions {missing[:10]} were not fully measured; re-run the same command to resume")
 
 
+def _add_model_groups(store: Store, units: list, groups: dict, current: dict, config: CurateConfig, timings: dict,
+                      stats_only: bool) -> None:
+    """The model pass (``curate.models.model_pass``): its groups join ``groups``/``current``."""
+    if stats_only:
+        if resolve(config.models).on:
+            logs.say("model stages skipped: --stats-only stores no image bytes to run them on")
+        return
+    added = run_models(store, units, groups, current, config, timings)
+    for group, (version, entry) in (added.entries.items() if added else ()):
+        groups[group] = {version: entry}
+        current[group] = version
+
+
 def _finish_cleanup(store: Store, manifest: dict) -> None:
     remove_unlisted(store, manifest)
     store.delete_dir(STAGING)
@@ -247,8 +262,10 @@ def _run(input: str, output: str, config: CurateConfig, overwrite: bool, selecti
                                        {u.name: e["images"] for u, e in entries})},
             STATS: {version: group_version("curate run", settings, {u.name: e["stats"] for u, e in entries})},
         }
+        current = {IMAGES: "", STATS: version}
+        _add_model_groups(store, units, groups, current, config, timings, stats_only)
         store.write_json(LISTING, listing_record(partitions)[1])
-        plan = Plan(units=units, groups=groups, current={IMAGES: "", STATS: version}, generation=0,
+        plan = Plan(units=units, groups=groups, current=current, generation=0,
                     input_desc=input, measured_with=replace_listing(settings, partitions), stage="curate run",
                     timings=timings, started=started)
         manifest = finalize(store, plan, config)

@@ -36,9 +36,16 @@ class Reason(StrEnum):
     CAPTION_LANGUAGE = "caption_language"  # stat_caption_lang not among the allowed, or too uncertain
     BORDER = "border"                    # stat_border: a solid flat-colour frame or letterbox bars
     COLLAGE = "collage"                  # stat_collage: a grid of several pictures
+    # Model stages (curate.models): rules over the models group.
+    TEXT_HEAVY = "text_heavy"            # stat_ocr_area: text covers too much of the image
+    FACES = "faces"                      # stat_face_count / stat_face_area outside the bounds
+    NSFW = "nsfw"                        # stat_nsfw / stat_clip_nsfw above the bound
+    LOW_AESTHETIC = "low_aesthetic"      # stat_aesthetic (LAION predictor) below the bound
+    WATERMARK = "watermark"              # stat_watermark above the bound
     # Duplicates.
     EXACT_DUPLICATE = "exact_duplicate"
     NEAR_DUPLICATE = "near_duplicate"
+    SEMANTIC_DUPLICATE = "semantic_duplicate"  # CLIP embeddings within the cosine threshold (SemDeDup)
 
 
 DECODE_FAILURES = frozenset(
@@ -85,6 +92,12 @@ DESCRIPTIONS = {
     Reason.CAPTION_LANGUAGE: "caption language not among the allowed ones, or detected with too little confidence",
     Reason.BORDER: "a solid flat-colour frame (or letterbox / pillarbox bars) around the picture",
     Reason.COLLAGE: "a collage: a grid of several pictures",
+    Reason.TEXT_HEAVY: "text (OCR boxes) covers more of the image than allowed",
+    Reason.FACES: "face count or largest-face area outside the allowed range",
+    Reason.NSFW: "NSFW classifier score above the bound",
+    Reason.LOW_AESTHETIC: "LAION aesthetic score (on the CLIP embedding) below the bound",
+    Reason.WATERMARK: "watermark classifier score above the bound",
     Reason.EXACT_DUPLICATE: "same bytes as a kept row",
     Reason.NEAR_DUPLICATE: "perceptual hash (whole, crops, mirror) near a kept row, confirmed by dHash and colour",
+    Reason.SEMANTIC_DUPLICATE: "CLIP embedding within the cosine threshold of a kept row (same k-means cluster)",
 }

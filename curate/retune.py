@@ -8,7 +8,8 @@ the new manifest is written, so a killed retune leaves the old output as it was.
 ``output``, the new folder gets only its decisions, manifest and report; its manifest points
 at the source's images and stats (``root``), which are never copied. A line warns when the
 new rules give none of some rule reasons the previous decisions used (a ``rules:`` list
-replaces the defaults whole). The manifest's
+replaces the defaults whole), and one says how many rows now passing the CPU rules were never
+measured by the model stages (``curate.models.unmeasured``). The manifest's
 ``measured_with`` stays that of the source: only ``decided_with`` changes.
 
 Refused (``OutputError``): an ``output`` that holds another run, is not empty, or lies
@@ -24,6 +25,7 @@ from curate.layout import DECISIONS, LOCK, OutputError
 from curate.lock import output_lock
 from curate.logs import say
 from curate.manifest import read_manifest, units_of
+from curate.models.unmeasured import hint, unmeasured
 from curate.store import Store
 
 
@@ -61,4 +63,8 @@ def retune(shards: str, config: CurateConfig, output: str | None = None) -> dict
         plan = Plan(units=units_of(manifest), groups=groups, current=current, generation=manifest["generation"] + 1,
                     input_desc=manifest["input"], measured_with=manifest["measured_with"], stage="curate retune",
                     previous=(src.spec, manifest))  # the report shows what changed since that generation
-        return finalize(out, plan, config)
+        manifest = finalize(out, plan, config)
+    missing = unmeasured(out.spec)
+    if missing:
+        say(hint(out.spec, missing))
+    return manifest

@@ -4,8 +4,12 @@ Contract: ``decide(table, config)`` takes rows in their deterministic order with
 schema's stat columns and ``reasons`` (decode failures recorded by the stats stage; any
 earlier rule or duplicate reasons are discarded and recomputed) and returns the table with
 ``keep``, ``reasons`` and ``dup_of`` set. Reasons are ordered: decode failure, rules in
-config order, then ``exact_duplicate`` / ``near_duplicate``. Only rows that pass every
-rule take part in dedup, so a blurry copy never displaces a sharp one. No image is read.
+config order, then ``exact_duplicate`` / ``near_duplicate`` / ``semantic_duplicate``. Only
+rows that pass every rule take part in dedup, so a blurry copy never displaces a sharp one.
+No image is read. Where the table has ``clip_embedding`` (finalize reads it only when
+``dedup.clip_confirm`` or ``dedup.semantic.enabled`` asks), near pairs of embedded rows are
+confirmed by CLIP cosine and, with ``dedup.semantic.enabled``, the rows left after exact and
+near dedup are searched for semantic duplicates (``curate.dedup.semantic``).
 ``prior`` (id and hash columns of rows earlier runs kept, ``curate.dedup.index``) takes part
 in dedup as rows already kept: copies of them are duplicates pointing at their ids.
 """
@@ -21,6 +25,7 @@ from curate.config import CurateConfig, Rule
 from curate.dedup import dedup_decisions, near_pairs
 from curate.dedup.graph import NO_COLOUR
 from curate.dedup.keeper import table_rank
+from curate.dedup.semantic import embedding_arrays, semantic_duplicates
 from curate.filters.colour import mirror_colour
 from curate.reasons import DECODE_FAILURES
 from curate.schema import set_column
@@ -125,10 +130,23 @@ def duplicate_reasons(
         rank = np.concatenate([np.full(n_prior, np.inf), np.asarray(rank, dtype=np.float64)])
         eligible = np.concatenate([np.ones(n_prior, dtype=bool), eligible])
         ids = prior.column("id").to_pylist() + ids
+    embedding = None
+    if "clip_embedding" in table.column_names:  # prior rows (the dedup index) carry none
+        vectors, index = embedding_arrays(table.column("clip_embedding"))
+        embedding = vectors, np.concatenate([np.full(n_prior, -1, dtype=np.int64), index])
     dup_reason, dup_of = dedup_decisions(
-        ids, phash, has_phash, rank, eligible, config.dedup, pair_finder, confirm, NEAR_DUP_COMPARED, colour,
+        ids, phash, has_phash, rank, eligible, config.dedup, pair_finder, confirm, NEAR_DUP_COMPARED, colour, embedding,
     )
-    return dup_reason[n_prior:], dup_of[n_prior:]
+    dup_reason, dup_of = dup_reason[n_prior:], dup_of[n_prior:]
+    if embedding is not None and config.dedup.semantic.enabled:
+        left = np.array([r is None for r in dup_reason], dtype=bool)  # survivors of exact and near dedup
+        index = np.where(left, embedding[1][n_prior:], -1)
+        sem_reason, sem_of = semantic_duplicates(embedding[0], index, rank[n_prior:], table.column("row_key").to_numpy(),
+                                                 ids[n_prior:], config.dedup.semantic)
+        for i in np.flatnonzero(left & (index >= 0)).tolist():
+            if sem_reason[i]:
+                dup_reason[i], dup_of[i] = sem_reason[i], sem_of[i]
+    return dup_reason, dup_of
 
 
 def decide(table: pa.Table, config: CurateConfig, pair_finder: Callable = near_pairs, prior: pa.Table | None = None) -> pa.Table:

@@ -158,7 +158,8 @@ def check_machine_fit(config: CurateConfig) -> None:
     if config.ray.address or os.environ.get("RAY_ADDRESS") or config.ray.num_cpus is not None:
         return  # a cluster's size is checked when joined; ray.num_cpus is checked by the config
     cpus = os.cpu_count() or 1
-    problem = check_stage_fit({f"stages.{k}": v for k, v in config.stages}, cpus, None, "this machine's CPUs")
+    specs = {**{f"stages.{k}": v for k, v in config.stages}, "models.stage": config.models.stage}
+    problem = check_stage_fit(specs, cpus, None, "this machine's CPUs")
     if problem:
         raise ConfigError(f"config: {problem} (a local Ray gets this machine's CPUs: lower it, or set ray.address)")
 

@@ -7,12 +7,12 @@ Contract:
 - Rows live in **groups** (``GROUPS``): ``images`` (written once per row: the row key, the
   content hash, the source reference, bytes, size, captions from the input), ``stats``
   (measured by the CPU stats stage), ``decisions`` (keep / reasons / dup_of, one generation
-  per ``run`` or ``retune``), and later ``model_stats``, ``embeddings``, ``captions``,
+  per ``run`` or ``retune``), ``models`` and ``embeddings`` (model stages, ``curate.models``), and later ``captions``,
   ``grades``. Every group file carries ``row_key`` and holds the same rows in the same order
   as the ``images`` file of its unit (``curate.layout``). ``group_schema(name)`` is a group's
   file schema.
 - Every field says what it is in its metadata (``refinery.kind``: key, source, image, text,
-  size, stat, hash, embedding, caption, decision, grade), read with ``field_kind``; nothing
+  size, stat, hash, box, embedding, caption, decision, grade), read with ``field_kind``; nothing
   is inferred from a type.
 - ``conform(table, schema, strict=True)``: adds missing nullable columns as nulls (files
   written by an older version read), casts every column to its declared type, orders
@@ -31,7 +31,7 @@ Keys:
   DuckDB, pandas, JSON and on the command line; at 64 bytes a row it is noise beside the
   image bytes.
 
-Columns (version 5):
+Columns (version 6):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
@@ -58,6 +58,15 @@ Columns (version 5):
   ``curate.reasons.Reason`` value; null when it decoded) and its human-readable detail.
 - ``keep`` / ``reasons`` / ``dup_of``: decisions and their reason codes, and for a
   duplicate the id of the row kept in its place.
+- model stats (``models`` group, written by ``curate.models``): ``stat_ocr_boxes`` (text lines
+  found), ``stat_ocr_area`` (union of text boxes / image area), ``stat_ocr_confidence`` (mean
+  recognition score), ``ocr_text`` (recognised lines joined by newlines), ``stat_face_count``,
+  ``stat_face_area`` (largest face box / image area), ``stat_nsfw`` (0..1), ``stat_clip_nsfw``
+  (0..1, the CLIP head), ``stat_aesthetic`` (LAION predictor, about 1..10),
+  ``stat_watermark`` (0..1); ``ocr_boxes`` / ``face_boxes`` (``BOX_TYPE``, fractions of the
+  frame), ``model_pass`` / ``model_error`` (``MODEL_PASS``). A model that is off leaves its
+  columns null; so does the cascade for the rows it skipped.
+- ``clip_embedding`` (``embeddings`` group): the L2-normalised CLIP image embedding, float16.
 - ``caption_synthetic`` / ``caption_synthetic_model``: recaptioning output (caption group).
 - ``level`` / ``votes``: five-level grade and the annotations behind it (grade group).
 """
@@ -65,7 +74,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 CHANGES = {
     1: "initial schema: source reference, image, captions, size/clarity/exposure/hash stats, decisions, grades",
@@ -74,6 +83,8 @@ CHANGES = {
     3: "images: url, key, original_width, original_height from img2dataset-style sidecar JSON",
     4: "stats: caption stats (stat_caption_chars, _words, _clip_tokens, _lang, _lang_prob, _kind)",
     5: "stats: stat_border (flat-colour frame area), stat_collage (grid seam strength)",
+    6: "models group (OCR, faces, NSFW, aesthetic, watermark stats; ocr_text; face/text boxes; model_pass marker) "
+    "and embeddings group (clip_embedding); reasons text_heavy, faces, nsfw, low_aesthetic, watermark, semantic_duplicate",
 }
 
 VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()), pa.field("level", pa.int8())])
@@ -114,6 +125,40 @@ STAT_FIELDS = [
     pa.field("stat_collage", pa.float32()),
 ]
 
+# A detected box (face, text line), in fractions of the upright image's width and height.
+BOX_TYPE = pa.struct([pa.field("x0", pa.float32()), pa.field("y0", pa.float32()),
+                      pa.field("x1", pa.float32()), pa.field("y1", pa.float32()), pa.field("score", pa.float32())])
+
+# Columns written by the model stages (curate.models), the ``models`` group. ``model_pass``
+# says how a row's model columns came to be (``MODEL_PASS`` values); null: no model pass ran.
+MODEL_STAT_FIELDS = [
+    pa.field("stat_ocr_boxes", pa.int32()),
+    pa.field("stat_ocr_area", pa.float32()),
+    pa.field("stat_ocr_confidence", pa.float32()),
+    pa.field("stat_face_count", pa.int32()),
+    pa.field("stat_face_area", pa.float32()),
+    pa.field("stat_nsfw", pa.float32()),
+    pa.field("stat_clip_nsfw", pa.float32()),
+    pa.field("stat_aesthetic", pa.float32()),
+    pa.field("stat_watermark", pa.float32()),
+    # -- new model stat fields: one line each, appended below this marker --
+]
+MODEL_FIELDS = [
+    *MODEL_STAT_FIELDS,
+    pa.field("ocr_text", pa.string()),
+    pa.field("ocr_boxes", pa.list_(BOX_TYPE)),
+    pa.field("face_boxes", pa.list_(BOX_TYPE)),
+    pa.field("model_pass", pa.string()),
+    pa.field("model_error", pa.string()),
+]
+# ``model_pass`` values: the models measured the row; the cascade skipped it (it failed a CPU
+# rule or is an exact copy of a row that did not pass: its model columns are null, not zero);
+# a model raised on it (``model_error`` says which and why; that model's columns are null).
+MODEL_PASS = ("measured", "skipped", "error")
+# The CLIP image embedding (L2-normalised, float16; one length per group version, the model
+# id and length in the manifest entry's settings), the ``embeddings`` group.
+EMBEDDING_FIELDS = [pa.field("clip_embedding", pa.list_(pa.float16()))]
+
 _BASE_FIELDS = [
         pa.field("row_key", pa.int64()),
         pa.field("id", pa.string(), nullable=False),
@@ -134,6 +179,8 @@ _BASE_FIELDS = [
         pa.field("original_width", pa.int32()),
         pa.field("original_height", pa.int32()),
         *STAT_FIELDS,
+        *MODEL_FIELDS,
+        *EMBEDDING_FIELDS,
         pa.field("decode_error", pa.string()),
         pa.field("keep", pa.bool_()),
         pa.field("reasons", pa.list_(pa.string())),
@@ -153,6 +200,8 @@ _KINDS = {
     "keep": "decision", "reasons": "decision", "dup_of": "decision",
     "caption_synthetic": "caption", "caption_synthetic_model": "caption",
     "level": "grade", "votes": "grade",
+    "ocr_text": "text", "ocr_boxes": "box", "face_boxes": "box", "model_pass": "decision", "model_error": "decision",
+    "clip_embedding": "embedding",
 }
 
 
@@ -174,6 +223,7 @@ SCHEMA_METADATA = {b"refinery.schema_version": str(SCHEMA_VERSION).encode()}
 SCHEMA = pa.schema([_with_kind(f) for f in _BASE_FIELDS], metadata=SCHEMA_METADATA)
 
 STAT_COLUMNS = [f.name for f in STAT_FIELDS]
+MODEL_STAT_COLUMNS = [f.name for f in MODEL_STAT_FIELDS]
 # Bit strings, not quantities: compared by Hamming distance, never plotted or thresholded.
 HASH_COLUMNS = [f.name for f in STAT_FIELDS if f.type == pa.uint64()]
 # Categories (a language code, a caption kind), not quantities: rules on them list allowed values.
@@ -186,6 +236,8 @@ GROUPS: dict[str, list[str]] = {
                "url", "key", "original_width", "original_height"],
     "stats": ["row_key", *STAT_COLUMNS, "decode_error", "error_message"],
     "decisions": ["row_key", "keep", "reasons", "dup_of"],
+    "models": ["row_key", *[f.name for f in MODEL_FIELDS]],
+    "embeddings": ["row_key", *[f.name for f in EMBEDDING_FIELDS]],
     "captions": ["row_key", "caption_synthetic", "caption_synthetic_model"],
     "grades": ["row_key", "level", "votes"],
 }

@@ -21,7 +21,8 @@ def test_every_config_in_the_repo_validates(path):
     load_config(path)
 
 
-def test_no_config_means_the_bundled_default():
+def test_no_config_means_the_bundled_default(monkeypatch):
+    monkeypatch.delenv("REFINERY_SITE_CONFIG", raising=False)  # the suite's site config turns the models off
     assert load_config(None) == load_config(DEFAULT_CONFIG)
     assert load_config(None).rules, "the default config must have rules"
 
@@ -53,8 +54,9 @@ def test_config_mistakes_are_clear_errors(tmp_path, text, message):
         load_config(path)
 
 
-def test_the_model_defaults_are_the_bundled_yaml():
+def test_the_model_defaults_are_the_bundled_yaml(monkeypatch):
     """One source of defaults: default.yaml spells the model's defaults (rules: the model reads them from it)."""
+    monkeypatch.delenv("REFINERY_SITE_CONFIG", raising=False)
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     model = CurateConfig().model_dump(mode="json")
     assert raw["stages"] == model["stages"] and raw["ray"] == model["ray"]  # every field spelled out
@@ -66,3 +68,16 @@ def test_the_model_defaults_are_the_bundled_yaml():
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_site_config_sits_between_the_bundled_defaults_and_the_users_file(tmp_path, monkeypatch):
+    site = tmp_path / "site.yaml"
+    site.write_text("models:\n  ocr: {enabled: false}\ndedup: {radius: 5}\n")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("dedup: {radius: 6}\n")
+    monkeypatch.setenv("REFINERY_SITE_CONFIG", str(site))
+    assert load_config(None).models.ocr.enabled is False and load_config(None).dedup.radius == 5
+    assert CurateConfig().models.ocr.enabled is False  # the model's defaults read the same files
+    assert load_config(mine).dedup.radius == 6 and load_config(mine).models.ocr.enabled is False
+    monkeypatch.delenv("REFINERY_SITE_CONFIG")
+    assert load_config(None).models.ocr.enabled == "auto"

@@ -11,7 +11,8 @@ from curate.cli import main
 from curate.config import DEFAULT_CONFIG, CurateConfig, load_config
 
 
-def test_show_defaults_is_the_bundled_file_and_loads_as_the_defaults(tmp_path, capsys):
+def test_show_defaults_is_the_bundled_file_and_loads_as_the_defaults(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("REFINERY_SITE_CONFIG", raising=False)  # the suite's site config turns the models off
     assert main(["config", "--show-defaults"]) == 0
     out = capsys.readouterr().out
     assert out == DEFAULT_CONFIG.read_text()  # verbatim: the comments that explain each key included

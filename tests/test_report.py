@@ -174,6 +174,8 @@ def test_funnel_counts_each_row_once_at_its_first_step(run):
         ("overexposed", 0),  # two rules share the reason: one step
         ("underexposed", 2),
         ("border", 0),
+        ("text_heavy", 0),  # model rules: the models did not run here (null, on_null: pass)
+        ("nsfw", 0),
         ("exact_duplicate", 1),
         ("near_duplicate", 0),  # coffee-blurred carries it but went at blurry
         ("kept", 4),
@@ -206,11 +208,11 @@ def test_funnel_follows_the_rule_order_of_the_config(run):
 
 
 def test_funnel_gives_unknown_reasons_a_step_and_rejects_contradicting_keep():
-    table = pa.table({"reasons": pa.array([["nsfw"], [], ["blurry", "nsfw"], None], REASONS_TYPE)})
-    rows = funnel(table, CONFIG)
-    assert rows[-3:] == [("near_duplicate", 0), ("nsfw", 1), ("kept", 2)]
+    table = pa.table({"reasons": pa.array([["watermark"], [], ["blurry", "watermark"], None], REASONS_TYPE)})
+    rows = funnel(table, CONFIG)  # no default rule gives watermark
+    assert rows[-3:] == [("near_duplicate", 0), ("watermark", 1), ("kept", 2)]
     assert dict(rows)["blurry"] == 1
-    assert funnel(table.slice(0, 0), CONFIG) == [(name, 0) for name, _ in rows if name != "nsfw"]
+    assert funnel(table.slice(0, 0), CONFIG) == [(name, 0) for name, _ in rows if name != "watermark"]
     contradicting = table.append_column("keep", pa.array([True, True, False, None]))
     with pytest.raises(ValueError, match="disagrees"):
         funnel(contradicting, CONFIG)

@@ -13,7 +13,10 @@ Contract of ``dedup_decisions`` (one call over every row of a run, so clusters s
   shape, ``curate.dedup.graph.NO_COLOUR`` where a row has none): then those two entries'
   signatures must also be within ``cfg.color_radius`` levels (unless it is None, or either
   is ``NO_COLOUR``) (``curate.dedup.graph.HashGraph``). Values of rows without a hash are
-  ignored, but nulls must be filled before the call.
+  ignored, but nulls must be filled before the call. Optionally ``embedding`` (``(vectors,
+  index)`` per row, ``curate.dedup.semantic``): with ``cfg.clip_confirm`` set, a near pair of
+  two rows that both have one also needs CLIP cosine ``>= cfg.clip_confirm``
+  (``curate.dedup.clip_confirm``); pairs with a row without one are judged by the hashes.
 - Returns ``(reasons, dup_of)``: per row ``None``, ``"exact_duplicate"`` or
   ``"near_duplicate"`` (``curate.reasons.Reason`` values), and the id of the row kept in its
   place. Rows not ``eligible & has_phash`` take no part and get ``(None, None)``.
@@ -36,6 +39,7 @@ from collections.abc import Callable
 import numpy as np
 
 from curate.config import DedupConfig
+from curate.dedup.clip_confirm import confirmed_labels
 from curate.dedup.clusters import components, near_components
 from curate.dedup.graph import HashGraph
 from curate.dedup.mih import near_pairs
@@ -83,6 +87,7 @@ def dedup_decisions(
     confirm: np.ndarray | None = None,
     compared: np.ndarray | None = None,
     colour: np.ndarray | None = None,
+    embedding: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[str | None], list[str | None]]:
     """Per row: duplicate reason (or None) and the id kept in its place (see module doc)."""
     n = len(ids)
@@ -110,7 +115,11 @@ def dedup_decisions(
         graph = HashGraph.from_rows(
             phash[rows], confirm, cfg.radius, cfg.confirm_radius, compared, colour, cfg.color_radius
         )
-        _mark_near(ids, rows, near_labels(graph, pair_finder), rank, reasons, dup_of)
+        label = near_labels(graph, pair_finder)
+        if embedding is not None and cfg.clip_confirm is not None:
+            vectors, index = embedding
+            label = confirmed_labels(graph, label, vectors, np.asarray(index)[rows], cfg.clip_confirm)
+        _mark_near(ids, rows, label, rank, reasons, dup_of)
     return reasons, dup_of
 
 

@@ -1,12 +1,13 @@
 """The report's duplicate clusters: each kept image beside the copies rejected in its place.
 
 Contract:
-- ``pick_clusters(table, per)`` groups the rows carrying ``exact_duplicate`` or
-  ``near_duplicate`` by ``dup_of`` (the id of the row kept in their place). The keeper is the
-  kept row of that id in ``table`` (``None`` when it is not there: kept by an earlier run of
-  the dedup index, or outside the report sample). Up to ``per`` clusters, largest first then
-  by keeper id, each with up to ``per`` copies (exact before near, then by id). Returns
-  ``(clusters, n_clusters, n_copies)``, the last two over all of ``table``.
+- ``pick_clusters(table, per)`` groups the rows carrying ``exact_duplicate``,
+  ``near_duplicate`` or ``semantic_duplicate`` by ``dup_of`` (the id of the row kept in their
+  place). The keeper is the kept row of that id in ``table`` (``None`` when it is not there:
+  kept by an earlier run of the dedup index, or outside the report sample). Up to ``per``
+  clusters, largest first then by keeper id, each with up to ``per`` copies (exact before near
+  before semantic, then by id). Returns ``(clusters, n_clusters, n_copies)``, the last two
+  over all of ``table``.
 - ``clusters_html(clusters, n_clusters, n_copies, gallery, keeper_order)`` renders each
   cluster as ``<div class="cluster" data-keeper=ID>`` holding the keeper's figure
   (``figure.keeper``, or a ``div.placeholder.keeper``) and its copies' figures
@@ -25,7 +26,7 @@ from curate.report.figures import figure_html
 from curate.report.text import n_rows
 from curate.report.thumbnails import Gallery
 
-DUPLICATE_REASONS = (str(Reason.EXACT_DUPLICATE), str(Reason.NEAR_DUPLICATE))
+DUPLICATE_REASONS = (str(Reason.EXACT_DUPLICATE), str(Reason.NEAR_DUPLICATE), str(Reason.SEMANTIC_DUPLICATE))
 
 
 @dataclass

@@ -4,7 +4,8 @@ Contract:
 - ``funnel(table, config)`` returns ``[("rows in", n), (reason, removed), ..., ("kept", k)]``.
   Steps, in order: every decode failure (``DECODE_FAILURES`` in ``Reason`` order), each
   rule's reason in ``config.rules`` order (a reason several rules share appears once, at its
-  first rule), then ``exact_duplicate`` and ``near_duplicate``. A reason found in the table
+  first rule), then ``exact_duplicate``, ``near_duplicate`` and, with ``dedup.semantic.enabled``,
+  ``semantic_duplicate``. A reason found in the table
   but in none of those (e.g. a rule since removed from the config) gets a step of its own
   after them, in name order, so that removed + kept == rows in always holds.
 - ``merge_funnels(parts, config)`` sums the funnels of disjoint parts (one per unit) into the
@@ -30,7 +31,8 @@ KEPT = "kept"
 def configured_steps(config: CurateConfig) -> list[str]:
     """The funnel's removal steps for ``config``, before any reason found only in the data."""
     steps = [str(r) for r in Reason if r in DECODE_FAILURES]
-    for name in [str(rule.reason) for rule in config.rules] + [Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE]:
+    dups = [Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE] + ([Reason.SEMANTIC_DUPLICATE] if config.dedup.semantic.enabled else [])
+    for name in [str(rule.reason) for rule in config.rules] + dups:
         if name not in steps:
             steps.append(str(name))
     return steps

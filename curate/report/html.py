@@ -10,15 +10,19 @@ file can be copied anywhere; an ``out_dir/report/`` asset folder left by an olde
 ``diff`` the merged ``curate.report.diff`` of a retune (``None``: a first run).
 Sections, each an anchored ``<section id=...>`` linked from the top: the run header
 (``header``); totals; the funnel as a table (each step with rows linking to its reason's page) and
-a bar chart; the difference to the previous generation (``diff_html``); the rules; rows just
+a bar chart; the difference to the previous generation (``diff_html``); the rules; the model
+stages (``models_html``: what ran, the cascade's counts, what is off and how to enable it); rows just
 below and above each threshold (``thresholds``); duplicate clusters beside their keeper
 (``duplicates``); one histogram per numeric stat column with a value (hash and label columns
-skipped), kept vs rejected, with the thresholds; caption statistics (``captions``; the
+skipped), kept vs rejected, with the thresholds, then one per model stat (``MODEL_STAT_COLUMNS``)
+with a value, drawn the same way; caption statistics (``captions``; the
 ``stat_caption_*`` histograms go there, or one of the caption text's length when the caption
 filters did not run, and the label columns' values); a page per reason
-and for kept rows (``samples``). Thumbnails are capped by ``config.report``: each section
-shows at most ``thumbnails_per_reason`` rows per item (a reason's page up to
-``samples.PAGE_FACTOR`` times that), and a row shown in several sections is rendered once.
+and for kept rows (``samples``; the detected face and text boxes drawn on every thumbnail
+that has them, the recognised text under those of ``models_html.text_reasons``). Thumbnails
+are capped by ``config.report``: each section shows at most ``thumbnails_per_reason`` rows
+per item (a reason's page up to ``samples.PAGE_FACTOR`` times that), and a row shown in
+several sections is rendered once.
 Every text from the data is HTML-escaped.
 """
 from __future__ import annotations
@@ -42,21 +46,22 @@ from curate.report.diff_html import diff_examples, diff_html
 from curate.report.duplicates import clusters_html, pick_clusters
 from curate.report.funnel import KEPT, ROWS_IN, first_steps, funnel_rows, funnel_steps, reason_pairs
 from curate.report.header import header_html
+from curate.report.models_html import MODELS, group_entry, model_stages_html, text_reasons
 from curate.report.plots import Threshold, funnel_svg, stat_svg
 from curate.report.samples import pick_samples, samples_html
 from curate.report.text import anchor, fmt, pct
 from curate.report.thresholds import marks_html, pick_marks
 from curate.report.thumbnails import Gallery
-from curate.schema import HASH_COLUMNS, LABEL_COLUMNS, STAT_COLUMNS, conform
+from curate.schema import HASH_COLUMNS, LABEL_COLUMNS, MODEL_STAT_COLUMNS, STAT_COLUMNS, conform
 
 TEMPLATE = Path(__file__).with_name("report.html")
 CAPTION_STATS = "stat_caption_"  # plotted in the captions section, not with the image stats
 OLD_ASSETS = "report"  # the asset folder of reports that did not inline their images
 
 
-def histogram_columns(table: pa.Table) -> list[str]:
-    """Stat columns with at least one non-null value, hash and label columns excluded, schema order."""
-    names = [c for c in STAT_COLUMNS if c not in HASH_COLUMNS and c not in LABEL_COLUMNS and c in table.column_names]
+def histogram_columns(table: pa.Table, columns: list[str] = STAT_COLUMNS) -> list[str]:
+    """Of ``columns`` (default: the CPU stats), those with a non-null value, hash and label columns excluded, in order."""
+    names = [c for c in columns if c not in HASH_COLUMNS and c not in LABEL_COLUMNS and c in table.column_names]
     return [c for c in names if table.column(c).null_count < table.num_rows]
 
 
@@ -147,6 +152,14 @@ def _histograms(table: pa.Table, config: CurateConfig, kept: np.ndarray, carryin
     return "\n".join(images)
 
 
+def _model_histograms(charts: str, manifest: dict | None) -> str:
+    if charts:
+        return f'<h3 id="model-statistics">Model stages</h3><div class="charts">{charts}</div>'
+    if group_entry(manifest, MODELS) is not None:
+        return '<p class="muted">no model statistic has a value in these rows</p>'
+    return ""
+
+
 def _sample_note(shown: int, total: int) -> str:
     if shown >= total:
         return ""
@@ -200,6 +213,7 @@ def write_report(
     if not caption_columns and np.isfinite(captions.chars).any():  # not measured by the caption filters: from the text
         caption_charts = stat_svg("caption length (characters)", captions.chars, [("kept", kept), ("rejected", ~kept)], [])
     histograms = _histograms(table, config, kept, carrying, [c for c in plotted if c not in caption_columns])
+    model_charts = _histograms(table, config, kept, carrying, histogram_columns(table, MODEL_STAT_COLUMNS))
     sampled = table.num_rows < rows[0][1]
     page = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         title=escape(f"refinery curation report — {out_dir.resolve().name}"),
@@ -212,11 +226,13 @@ def write_report(
         funnel_chart=funnel_svg(rows),
         diff=diff_html(diff, steps, config, gallery, per),
         rules=_rules_html(config),
+        models=model_stages_html(manifest, table),
         thresholds=marks_html(marks, gallery, sampled, per > 0),
         duplicates=clusters_html(clusters, n_clusters, n_copies, gallery, config.dedup.keeper),
         histograms=histograms or '<p class="muted">no statistics in this table</p>',
+        model_histograms=_model_histograms(model_charts, manifest),
         captions=caption_html(captions, caption_charts, label_counts(table, config)),
-        samples=samples_html(pages, gallery, per),
+        samples=samples_html(pages, gallery, per, text_reasons(config)),
     )
     path = out_dir / "report.html"
     partial = out_dir / ".report.html.partial"

@@ -45,7 +45,7 @@ def step_colour(step: str) -> str:
         return "#4c9a5b"
     if step in DECODE_FAILURES:
         return "#d1495b"
-    if step in (Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE):
+    if step in (Reason.EXACT_DUPLICATE, Reason.NEAR_DUPLICATE, Reason.SEMANTIC_DUPLICATE):
         return "#7a5195"
     return "#edae49"
 

@@ -4,9 +4,13 @@ Contract:
 - ``pick_samples(table, steps, first, carrying, per)`` chooses, for every reason present in
   the table (in funnel order) and then for kept rows, up to ``PAGE_FACTOR * per`` rows
   (``thumbnails.sample_rows``), as ``Page`` objects; none when ``per`` is 0.
-- ``samples_html(pages, gallery, per)`` renders one anchored ``<section id="reason-<name>"
-  data-reason=...>`` per page: its first ``per`` thumbnails, and the rest of its rows in a
-  ``<details class="more">`` below them. Thumbnails come from the rendered ``gallery``.
+- ``samples_html(pages, gallery, per, text_reasons=frozenset())`` renders one anchored
+  ``<section id="reason-<name>" data-reason=...>`` per page: its first ``per`` thumbnails, and
+  the rest of its rows in a ``<details class="more">`` below them. Thumbnails come from the
+  rendered ``gallery``, with the rows' detected boxes drawn on them (``figures``) and, on a page
+  with any box, the boxes' legend line; the figures of the pages in ``text_reasons``
+  (``models_html.text_reasons``: ``text_heavy`` and rules over OCR columns) show the
+  recognised text.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.reasons import DESCRIPTIONS
+from curate.report.boxes import has_boxes, legend_html
 from curate.report.figures import figure_html
 from curate.report.funnel import KEPT
 from curate.report.text import anchor, n_rows
@@ -52,12 +57,13 @@ def pick_samples(
     return pages
 
 
-def samples_html(pages: list[Page], gallery: Gallery, per: int) -> str:
+def samples_html(pages: list[Page], gallery: Gallery, per: int, text_reasons: frozenset[str] = frozenset()) -> str:
     if per == 0:
         return '<p class="muted">thumbnails are off (report.thumbnails_per_reason is 0)</p>'
     out = []
     for page in pages:
-        figures = [figure_html(row, gallery.thumb(row)) for row in page.rows]
+        figures = [figure_html(row, gallery.thumb(row), text=page.name in text_reasons) for row in page.rows]
+        legend = legend_html() if any(has_boxes(row) for row in page.rows) else ""
         shown = "".join(figures[:per]) or '<p class="muted">no rows</p>'
         more = ""
         if len(figures) > per:
@@ -66,6 +72,6 @@ def samples_html(pages: list[Page], gallery: Gallery, per: int) -> str:
         meaning = "rows with no reason" if page.name == KEPT else DESCRIPTIONS.get(page.name, "not a known reason code")
         out.append(
             f'<section id="{anchor(page.name)}" data-reason="{escape(page.name)}"><h3>{escape(page.head)}</h3>'
-            f'<p class="muted">{escape(meaning)}</p><div class="grid">{shown}</div>{more}</section>'
+            f'<p class="muted">{escape(meaning)}</p>{legend}<div class="grid">{shown}</div>{more}</section>'
         )
     return "\n".join(out)

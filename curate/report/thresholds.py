@@ -9,7 +9,8 @@ Contract:
   bound passes, as in ``curate.rules``.
 - ``marks_html(marks, gallery, sampled, shown)`` renders each as ``<div class="threshold"
   data-column data-bound data-threshold data-reason>`` with ``div.side.below`` and
-  ``div.side.above`` holding figures that carry ``data-value`` (the stat, ``repr`` of a float).
+  ``div.side.above`` holding figures that carry ``data-value`` (the stat, ``repr`` of a float);
+  figures around a bound on an OCR column also show the recognised text.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 
 from curate.config import CurateConfig
 from curate.report.figures import figure_html
+from curate.report.models_html import OCR_COLUMNS
 from curate.report.text import fmt, is_numeric
 from curate.report.thumbnails import Gallery
 
@@ -85,7 +87,8 @@ def _side_html(mark: Mark, side: str, gallery: Gallery) -> str:
     label = f"just {side}: {'rejected by this rule' if rejected else 'passes this rule'}"
     name = mark.column.removeprefix("stat_")
     figures = "".join(
-        figure_html(row, gallery.thumb(row), f"{name} = {fmt(value)}", data={"value": repr(value)})
+        figure_html(row, gallery.thumb(row), f"{name} = {fmt(value)}", data={"value": repr(value)},
+                    text=mark.column in OCR_COLUMNS)
         for row, value in rows
     ) or '<p class="muted">no rows on this side</p>'
     css = "rejected" if rejected else "passes"
