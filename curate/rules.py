@@ -28,7 +28,7 @@ from curate.dedup.keeper import table_rank
 from curate.dedup.semantic import embedding_arrays, semantic_duplicates
 from curate.filters.colour import mirror_colour
 from curate.reasons import DECODE_FAILURES
-from curate.schema import set_column
+from curate.schema import SCHEMA, set_column
 
 # Near duplicates: entry x of one row against entry y of the other when NEAR_DUP_COMPARED[x][y];
 # pHashes within dedup.radius and the dHashes of the same two frames within dedup.confirm_radius.
@@ -48,7 +48,10 @@ def rule_violations(table: pa.Table, rule: Rule) -> np.ndarray:
 
     A null value (a row the stage never measured) violates the rule when ``rule.on_null`` is
     ``reject`` (the default: never silently passed) and passes when it is ``pass``.
+    A column the table lacks reads as all null.
     """
+    if rule.column not in table.column_names:  # a group never written (a model stage that did not run): all null
+        table = table.append_column(SCHEMA.field(rule.column), pa.nulls(table.num_rows, SCHEMA.field(rule.column).type))
     if rule.values is not None:
         column = table.column(rule.column)
         allowed = pc.is_in(column, value_set=pa.array(rule.values, column.type))  # false for a null

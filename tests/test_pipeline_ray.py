@@ -1,4 +1,8 @@
-"""End to end on a local Ray (2 CPUs): all three input layouts, retune, report, manifest."""
+"""End to end on a local Ray (2 CPUs): all three input layouts, retune, report, manifest.
+
+A run on Ray takes ~10 s however small: each layout's run is made once (``layout_run``) and
+shared by the tests that only read it (or write elsewhere); a test that changes its output or
+its source makes its own."""
 from __future__ import annotations
 
 import hashlib
@@ -32,11 +36,25 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def layout_run(tmp_path_factory, local_ray):
+    """``layout -> (source, out, result)``: one run per input layout on the module's Ray, made
+    on first use; tests that take it must not change the output or the source."""
+    made = {}
+
+    def get(layout: str):
+        if layout not in made:
+            root = tmp_path_factory.mktemp(layout)
+            source = WRITERS[layout](root / "in")
+            made[layout] = (source, root / "out", run(source, str(root / "out"), _config()))
+        return made[layout]
+
+    return get
+
+
 @pytest.mark.parametrize("layout", ["folder", "tar", "parquet"])
-def test_pipeline_rows_reasons_and_groups(layout, tmp_path, local_ray):
-    source = WRITERS[layout](tmp_path / "in")
-    result = run(source, str(tmp_path / "out"), _config())
-    out = tmp_path / "out"
+def test_pipeline_rows_reasons_and_groups(layout, layout_run):
+    source, out, result = layout_run(layout)
 
     expected = cases()
     rows = rows_by_caption(out)
@@ -65,17 +83,16 @@ def test_pipeline_rows_reasons_and_groups(layout, tmp_path, local_ray):
     assert again.already_complete and again.manifest == result.manifest
 
 
-def test_distributed_near_dup_search_gives_the_same_decisions(tmp_path, local_ray):
+def test_distributed_near_dup_search_gives_the_same_decisions(tmp_path, layout_run):
     import curate
 
-    source = write_folder(tmp_path / "in")
-    run(str(source), str(tmp_path / "local"), _config())
+    source, local, _ = layout_run("folder")  # the driver's near-dup search (the default below distributed_above)
     config = _config().model_copy(update={"dedup": _config().dedup.model_copy(update={"distributed_above": 0})})
     assert pair_finder(len(cases()), config).func is near_pairs_distributed  # the path this run takes
     assert pair_finder(len(cases()), _config()) is near_pairs
     run(str(source), str(tmp_path / "distributed"), config)
     cols = ["row_key", "keep", "reasons", "dup_of"]
-    assert curate.open(str(tmp_path / "distributed")).read(cols).equals(curate.open(str(tmp_path / "local")).read(cols))
+    assert curate.open(str(tmp_path / "distributed")).read(cols).equals(curate.open(str(local)).read(cols))
 
 
 def test_retune_writes_only_decisions_and_promotes_from_stored_bytes(tmp_path, local_ray):
@@ -112,10 +129,9 @@ def test_retune_writes_only_decisions_and_promotes_from_stored_bytes(tmp_path, l
     assert manifest["decided_with"]["rules"][2]["min"] == 30
 
 
-def test_retune_into_another_folder_points_at_the_source_and_leaves_it_alone(tmp_path, local_ray):
-    source = write_folder(tmp_path / "in")
-    out = tmp_path / "out"
-    first = run(str(source), str(out), _config()).manifest
+def test_retune_into_another_folder_points_at_the_source_and_leaves_it_alone(tmp_path, layout_run):
+    _, out, result = layout_run("folder")
+    first = result.manifest
     loose = _config(stat_short_side={"min": 64}, stat_aspect={"max": 6.0}, stat_clarity={"min": 30})
     manifest = retune(str(out), loose, output=str(tmp_path / "out2"))
     assert not (tmp_path / "out2" / "images").exists()  # no image byte copied
@@ -125,9 +141,8 @@ def test_retune_into_another_folder_points_at_the_source_and_leaves_it_alone(tmp
     check_manifest(tmp_path / "out2")
 
 
-def test_report_lists_every_reason(tmp_path, local_ray):
-    out = tmp_path / "out"
-    run(str(write_folder(tmp_path / "in")), str(out), _config())
+def test_report_lists_every_reason(layout_run):
+    _, out, _ = layout_run("folder")
     html = (out / "report.html").read_text()
     for reason in json.loads((out / "manifest.json").read_text())["reasons"]:
         assert reason in html

@@ -1,4 +1,8 @@
-"""Kill a run mid-way (the driver exits hard), resume it, and compare with an uninterrupted run."""
+"""Kill a run mid-way (the driver exits hard), resume it, and compare with an uninterrupted run.
+
+The killed run is a `python -m curate run` process of its own (it exits hard, on its own Ray);
+the resume and the uninterrupted run are the same command in this process, on the module's Ray
+(``local_ray``): one Ray start instead of three."""
 from __future__ import annotations
 
 import os
@@ -9,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cases import TEST_CONFIG, cases, write_folder
+from curate.cli import main
 from curate.pipeline import EXIT_HOOK
 from outputs import check_manifest
 
@@ -26,7 +31,13 @@ def _run(source: Path, out: Path, config: Path, exit_after: int | None = None) -
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_killed_run_resumes_to_the_same_output(tmp_path):
+def _run_here(source: Path, out: Path, config: Path) -> int:
+    """The same command as ``_run`` (without the exit hook), in this process."""
+    assert EXIT_HOOK not in os.environ
+    return main(["run", "--input", str(source), "--output", str(out), "--config", str(config)])
+
+
+def test_killed_run_resumes_to_the_same_output(tmp_path, local_ray, capsys):
     source = write_folder(tmp_path / "in")
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -48,10 +59,8 @@ def test_killed_run_resumes_to_the_same_output(tmp_path):
     (b / "images" / ".tmp-deadbeef-part-00008-000000000-1.parquet").write_bytes(b"partial")
     (b / "images" / "part-00099-000000000-1.parquet").write_bytes(b"not committed")  # no such partition
 
-    resumed = _run(source, b, config)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    straight = _run(source, tmp_path / "a", config)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    assert _run_here(source, b, config) == 0, capsys.readouterr().err[-3000:]
+    assert _run_here(source, tmp_path / "a", config) == 0, capsys.readouterr().err[-3000:]
 
     # Row for row, byte for byte (how rows are cut into unit files follows Ray's batching and may differ).
     ma, mb = check_manifest(tmp_path / "a"), check_manifest(b)

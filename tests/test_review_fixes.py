@@ -137,7 +137,7 @@ def test_retune_warns_about_the_rule_reasons_a_replacing_rules_list_dropped(tmp_
     loose = config_from({"rules": [{"column": "stat_short_side", "min": 128, "reason": "too_small"},
                                    {"column": "stat_clarity_norm", "min": 0.8, "reason": "blurry"}]})
     retune(str(out), loose)
-    assert "warning: rules dropped since generation 0: bad_aspect, border, overexposed, underexposed" in capsys.readouterr().err
+    assert "warning: rules dropped since generation 0: bad_aspect, border, nsfw, overexposed, text_heavy, underexposed" in capsys.readouterr().err
     retune(str(out), load_config())  # the defaults again: nothing lost since generation 1
     assert "rules dropped" not in capsys.readouterr().err
 

@@ -48,6 +48,9 @@ NOT_IN_SAMPLE = {
     "test_a_small_byte_budget_makes_the_largest_samples_too_large reads it under a small budget",
     **dict.fromkeys((Reason.CAPTION_NOT_TEXT, Reason.CAPTION_LENGTH, Reason.CAPTION_LANGUAGE),
                     "no default rule judges captions (tests/test_caption_filters.py enables them on the sample)"),
+    **dict.fromkeys((Reason.TEXT_HEAVY, Reason.FACES, Reason.NSFW, Reason.LOW_AESTHETIC, Reason.WATERMARK,
+                     Reason.SEMANTIC_DUPLICATE),
+                    "model-stage reasons: the sample is judged here by the CPU pass (tests/test_models_*.py)"),
     Reason.URL_NOT_FETCHED: "the sample ships files, not URLs (tests/test_readers_parquet.py, tests/test_inputs_schemes.py)",
     Reason.BAD_NAME: "a file name that is not UTF-8 cannot be packed in the Parquet/tar layouts (tests/test_inputs_entries.py)",
     Reason.UNREADABLE_ENTRY: "needs a folder the user cannot read (tests/test_inputs_entries.py runs as another user)",
@@ -227,7 +230,10 @@ def _rule_reasons(row: dict, rules: list[Rule]) -> set[Reason]:
     """Rule semantics of ``curate.config.Rule``: value < min or value > max -> reason."""
     out = set()
     for rule in rules:
-        value = row[rule.column]
+        value = row.get(rule.column)
+        if value is None:  # a model stat: the stats stage does not measure it (rules over it: on_null pass)
+            assert rule.on_null == "pass", rule.column
+            continue
         if (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max):
             out.add(rule.reason)
     return out
