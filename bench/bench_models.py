@@ -46,7 +46,6 @@ os.environ.setdefault("REFINERY_PROGRESS", "0")
 
 import argparse
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -54,12 +53,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,17 +74,17 @@ from curate.models.registry import resolve  # noqa: E402
 from curate.models.stage import ModelStage  # noqa: E402
 from curate.readers import list_partitions, read_partition  # noqa: E402
 from curate.rules import rule_reasons  # noqa: E402
-from curate.sample import build_sample, load_photo  # noqa: E402
+from curate.sample import build_sample  # noqa: E402
 from curate.staging import write_measured_batch  # noqa: E402
 from curate.stats_stage import StatsStage  # noqa: E402
 from curate.store import Store  # noqa: E402
 
-COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "china", "flower", "grace_hopper")
+import child_trace  # noqa: E402 -- bench/ is on sys.path (run as a script)
+from models_inputs import bound_set, photo_set, text_set  # noqa: E402
+
 TINY = {"embed_dim": 32,
         "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
         "text_cfg": {"context_length": 16, "vocab_size": 1000, "width": 32, "heads": 2, "layers": 1}}
-WORDS = "sale silver paper station river morning garden window market yellow number table".split()
-FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 NAMES = ("ocr", "faces", "nsfw", "clip")
 TARGET_RAY = 1.25
 ENV = ModelEnv("cpu", 1)
@@ -98,55 +95,6 @@ def clock(fn):
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
     return time.perf_counter() - wall, time.process_time() - cpu, out
-
-
-def jpeg(img: Image.Image, quality: int = 90) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def long_side(img: Image.Image, side: int) -> Image.Image:
-    scale = side / max(img.size)
-    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
-
-
-def variant(img: Image.Image) -> Image.Image:
-    w, h = img.size
-    crop = img.crop((w // 10, h // 10, w - w // 10, h - h // 10))
-    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-
-
-def photo_set(n: int) -> list[bytes]:
-    """``n`` 512-px JPEGs: the colour photos, then their mirrored 80 % crops."""
-    photos = [load_photo(p).convert("RGB") for p in COLOUR]
-    images = photos + [variant(p) for p in photos]
-    return [jpeg(long_side(img, 512)) for img in images[:n]]
-
-
-def text_set(n: int, rng: np.random.Generator) -> list[bytes]:
-    """``n`` 512-px JPEGs of photos with 3-5 lines of seeded English words drawn on them."""
-    font = ImageFont.truetype(str(FONT), 26)
-    out = []
-    for i in range(n):
-        img = long_side(load_photo(COLOUR[i % len(COLOUR)]).convert("RGB"), 512)
-        draw = ImageDraw.Draw(img)
-        for j in range(int(rng.integers(3, 6))):
-            line = " ".join(rng.choice(WORDS, 3))
-            draw.text((20, 24 + j * 56), line, font=font, fill="black", stroke_width=3, stroke_fill="white")
-        out.append(jpeg(img))
-    return out
-
-
-def bound_set(n: int, rng: np.random.Generator, scale: int = 1) -> list[bytes]:
-    """``n`` JPEGs of ``scale`` x 1280 x 640 (photos fitted to 2:1, light sensor-like noise)."""
-    out = []
-    for i in range(n):
-        img = ImageOps.fit(load_photo(COLOUR[i % len(COLOUR)]).convert("RGB"), (RGB_LONG * scale, RGB_SHORT * scale),
-                           Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.int16) + rng.integers(-4, 5, (img.height, img.width, 3), dtype=np.int16)
-        out.append(jpeg(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))))
-    return out
 
 
 def rgb(data: bytes) -> np.ndarray:
@@ -361,69 +309,31 @@ def bare_loop(input: Path, config, out: Path) -> tuple[dict, int]:
 def child_run(argv: list[str]) -> int:
     """``curate.cli.main(argv)`` with timers around its phases; the marks go to $BENCH_MARKS."""
     import curate.models.model_pass as model_pass
-    import curate.ray_adapter as ra
     from curate.cli import main as cli_main
 
-    t0 = time.perf_counter()
-    marks: list[tuple[str, float]] = [("imports done", 0.0)]
-
-    def mark(name: str) -> None:
-        marks.append((name, time.perf_counter() - t0))
-
-    def wrap(owner, attr: str, before: str, after: str) -> None:
-        fn = getattr(owner, attr)
-
-        def wrapped(*args, **kwargs):
-            mark(before)
-            result = fn(*args, **kwargs)
-            mark(after)
-            return result
-        setattr(owner, attr, wrapped)
-
-    connect, add = ra.connect, model_pass._Collector.add
-
-    def timed_connect(cfg, stages=None):
-        fresh = not ra.ray.is_initialized()
-        if fresh:
-            mark("Ray start begins")
-        connect(cfg, stages)
-        if fresh:
-            mark("Ray started")
+    marks = child_trace.Marks()
+    marks.time_ray_start()
+    add = model_pass._Collector.add
 
     def timed_add(self, batch):
         if not self.__dict__.setdefault("_seen", False):
             self._seen = True
-            mark("first model batch back (actor setup + 1 batch)")
+            marks.mark("first model batch back (actor setup + 1 batch)")
         return add(self, batch)
-    ra.connect, model_pass._Collector.add = timed_connect, timed_add
-    wrap(pipeline, "_measure", "CPU pass begins", "CPU pass done")
-    wrap(pipeline, "run_models", "model pass begins", "model pass done")
-    wrap(model_pass, "select", "cascade selection begins", "cascade selection done")
-    wrap(pipeline, "finalize", "finalize begins", "finalize done")
+    model_pass._Collector.add = timed_add
+    marks.wrap(pipeline, "_measure", "CPU pass begins", "CPU pass done")
+    marks.wrap(pipeline, "run_models", "model pass begins", "model pass done")
+    marks.wrap(model_pass, "select", "cascade selection begins", "cascade selection done")
+    marks.wrap(pipeline, "finalize", "finalize begins", "finalize done")
     rc = cli_main(argv)
-    mark("run returns")
-    Path(os.environ["BENCH_MARKS"]).write_text(json.dumps(marks))
+    marks.mark("run returns")
+    marks.save()
     return rc
 
 
 def traced(argv: list[str], marks_file: Path) -> dict:
     """``python -m curate ARGV`` through ``child_run``: wall, CPU by process (its whole tree), phase marks."""
-    from bench_pipeline import TreeCpu  # samples /proc every 0.5 s
-
-    env = {**os.environ, "REFINERY_PROGRESS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "BENCH_MARKS": str(marks_file)}
-    env.pop("RAY_ADDRESS", None)
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child-run", json.dumps(argv)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeCpu(proc.pid)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"curate {argv[0]} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
-    return {"wall": wall, "cpu": sampler.by_name(), "marks": json.loads(marks_file.read_text())}
+    return child_trace.traced(__file__, argv, marks_file)
 
 
 COLD = ("import sys, time; t = time.perf_counter(); from curate.config import load_config; "

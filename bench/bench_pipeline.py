@@ -16,7 +16,7 @@ each with a caption ``.txt``; made in one process per core. Smaller sizes are ha
 subsets of the largest.
 
 Per size, in one run: (a) the bare loop; (b) ``curate run`` as a subprocess with the default
-config: ``curate.cli.main(["run", ...])``, exactly what ``python -m curate run`` runs, with
+config less the model stages (``CPU_ONLY``; ``bench_models.py`` measures those): ``curate.cli.main(["run", ...])``, exactly what ``python -m curate run`` runs, with
 timers wrapped around its phases (Ray start, measuring: first and last committed partition,
 finalize's rules map, dedup, decisions map, report, cleanup); the CPU seconds of that
 process and all its descendants (Ray's GCS, raylet, workers), by process name, are sampled
@@ -42,7 +42,6 @@ import multiprocessing as mp
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -53,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import child_trace  # noqa: E402
+from child_trace import _proc_cpu  # noqa: E402
 from pipeline_inputs import folder_bytes, make_input, subset  # noqa: E402
 
 TARGET_RATIO, TARGET_BYTES, TARGET_SMALL_S = 1.25, 1.1, 10.0
@@ -102,76 +103,6 @@ def _children_cpu(pool) -> float:
     return sum(_proc_cpu(p.pid)[1] for p in pool._pool)
 
 
-# -- process-tree CPU sampling ----------------------------------------------------------------
-def _proc_cpu(pid: int) -> tuple[str, float]:
-    """(name, CPU seconds) of one process; ('', 0) when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().split(b"\0")[0].decode(errors="replace")
-    except OSError:
-        return "", 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    return _short(cmd), (int(fields[11]) + int(fields[12])) / ticks
-
-
-def _short(cmd: str) -> str:
-    if cmd.startswith("ray::"):
-        if "MapWorker" in cmd:
-            return "ray::MapWorker (stats actor)"
-        return cmd.split(" ")[0][:40]
-    name = os.path.basename(cmd.split(" ")[0])
-    return {"python": "driver/ray worker (python)"}.get(name.split("3")[0], name)
-
-
-def _tree(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    kids[int(f.read().rsplit(")", 1)[1].split()[1])].append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-class TreeCpu(threading.Thread):
-    """Samples the CPU seconds of a process tree every 0.5 s (the last value seen per pid counts)."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.seen, self.stop = pid, {}, threading.Event()
-        self.start_t, self.busy = time.perf_counter(), {}  # pid -> (first, last) time its CPU grew
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            now = time.perf_counter() - self.start_t
-            for p in _tree(self.pid):
-                name, cpu = _proc_cpu(p)
-                if name:
-                    if cpu > self.seen.get(p, ("", 0.0))[1]:
-                        self.busy[p] = (self.busy.get(p, (now, now))[0], now)
-                    self.seen[p] = (name, cpu)
-            self.stop.wait(0.5)
-
-    def actors(self) -> list[tuple[float, float, float]]:
-        """(first busy, last busy, CPU s) of each stats actor process, seconds since the child started."""
-        return sorted((*self.busy[p], cpu) for p, (name, cpu) in self.seen.items() if "MapWorker" in name and p in self.busy)
-
-    def by_name(self) -> dict[str, float]:
-        out: dict[str, float] = defaultdict(float)
-        for name, cpu in self.seen.values():
-            out[name] += cpu
-        return dict(out)
-
-
 # -- (b) curate run, instrumented ----------------------------------------------------------------
 def child_run(argv: list[str]) -> int:
     """``curate.cli.main(argv)`` with timers around its phases; the marks go to $BENCH_MARKS."""
@@ -179,39 +110,12 @@ def child_run(argv: list[str]) -> int:
 
     import curate.finalize as fin
     import curate.pipeline as pipe
-    import curate.ray_adapter as ra
     import curate.staging as staging
     from curate.cli import main
 
     retune = importlib.import_module("curate.retune")  # the module: the package's name `retune` is the API function
-
-    t0 = time.perf_counter()
-    marks: list[tuple[str, float]] = [("imports done", 0.0)]
-
-    def mark(name: str) -> None:
-        marks.append((name, time.perf_counter() - t0))
-
-    def wrap(owner, attr: str, before: str | None, after: str) -> None:
-        fn = getattr(owner, attr)
-
-        def wrapped(*args, **kwargs):
-            if before:
-                mark(before)
-            result = fn(*args, **kwargs)
-            mark(after(args) if callable(after) else after)
-            return result
-        setattr(owner, attr, wrapped)
-
-    connect = ra.connect
-
-    def timed_connect(cfg):
-        if not ra.ray.is_initialized():
-            mark("Ray start begins")
-            connect(cfg)
-            mark("Ray started")
-        else:
-            connect(cfg)
-    ra.connect = timed_connect
+    marks = child_trace.Marks()
+    marks.time_ray_start()
     add = staging.CommitTracker.add
 
     def timed_add(self, meta):
@@ -219,39 +123,26 @@ def child_run(argv: list[str]) -> int:
         if done:
             if not self.__dict__.setdefault("_first", False):
                 self._first = True
-                mark("first partition committed")
+                marks.mark("first partition committed")
             if len(self.committed) == len(self.expected):
-                mark("last partition committed")
+                marks.mark("last partition committed")
         return done
     staging.CommitTracker.add = timed_add
-    wrap(pipe, "_measure", "measure begins", "measure done")
-    wrap(pipe, "finalize", "finalize begins", "finalize done")
-    wrap(retune, "finalize", "finalize begins", "finalize done")
-    wrap(fin, "_map", None, lambda args: f"finalize: {args[4]} map done")
-    wrap(fin, "duplicate_reasons", None, "finalize: dedup done")
-    wrap(fin, "_write_report", None, "finalize: report done")
+    marks.wrap(pipe, "_measure", "measure begins", "measure done")
+    marks.wrap(pipe, "finalize", "finalize begins", "finalize done")
+    marks.wrap(retune, "finalize", "finalize begins", "finalize done")
+    marks.wrap(fin, "_map", None, lambda args: f"finalize: {args[4]} map done")
+    marks.wrap(fin, "duplicate_reasons", None, "finalize: dedup done")
+    marks.wrap(fin, "_write_report", None, "finalize: report done")
     rc = main(argv)
-    mark("run returns")
-    Path(os.environ["BENCH_MARKS"]).write_text(json.dumps(marks))
+    marks.mark("run returns")
+    marks.save()
     return rc
 
 
 def traced(argv: list[str], marks_file: Path) -> dict:
     """``python -m curate ARGV`` (through ``child_run``): wall time, CPU by process, phase marks."""
-    env = {**os.environ, "REFINERY_PROGRESS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "BENCH_MARKS": str(marks_file)}
-    env.pop("RAY_ADDRESS", None)
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child-run", json.dumps(argv)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = TreeCpu(proc.pid)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"curate {argv[0]} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
-    return {"wall": wall, "cpu": sampler.by_name(), "actors": sampler.actors(), "marks": json.loads(marks_file.read_text())}
+    return child_trace.traced(__file__, argv, marks_file)
 
 
 def cli(args: list[str]) -> float:
@@ -273,6 +164,14 @@ def output_bytes(out: Path) -> dict[str, int]:
     return dict(groups)
 
 
+CPU_ONLY = {"models": {name: {"enabled": False} for name in ("ocr", "faces", "nsfw")}}
+
+
+def cpu_config(path: Path) -> Path:
+    path.write_text(yaml.safe_dump(CPU_ONLY))
+    return path
+
+
 def loose_config(path: Path) -> Path:
     """A retune config: the blur threshold loosened and a smaller dedup radius."""
     from curate.config import DEFAULT_CONFIG
@@ -281,7 +180,7 @@ def loose_config(path: Path) -> Path:
     for rule in rules:
         if rule["column"] == "stat_clarity_norm":
             rule["min"] = 0.8
-    path.write_text(yaml.safe_dump({"rules": rules, "dedup": {"radius": 6}}))
+    path.write_text(yaml.safe_dump({"rules": rules, "dedup": {"radius": 6}, **CPU_ONLY}))
     return path
 
 
@@ -301,6 +200,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         tmp = Path(tmp)
         full = tmp / "full"
+        cpu = cpu_config(tmp / "cpu.yaml")
         made = make_input(full, max(sizes[-1], args.small), args.seed, args.procs)
         print(f"input: {sizes[-1]:,} JPEGs 0.3-1 MP + captions, {folder_bytes(full) / 1e6:.0f} MB, made in {made:.0f} s",
               flush=True)
@@ -308,14 +208,16 @@ def main() -> None:
             source = full if n == len(list(full.glob("*.jpg"))) else subset(full, tmp / f"in-{n}", n)
             bare, bare_cpu = bare_loop(source, args.procs)
             print(f"  {n:,}: bare loop {bare:.1f} s ({bare_cpu:.0f} CPU s)", flush=True)
-            run = traced(["run", "--input", str(source), "--output", str(tmp / f"out-{n}")], tmp / f"marks-{n}.json")
+            run = traced(["run", "--input", str(source), "--output", str(tmp / f"out-{n}"), "--config", str(cpu)],
+                         tmp / f"marks-{n}.json")
             print(f"  {n:,}: curate run {run['wall']:.1f} s ({sum(run['cpu'].values()):.0f} CPU s)", flush=True)
             out = output_bytes(tmp / f"out-{n}")
             results.append({"n": n, "bare": bare, "bare_cpu": bare_cpu, "in_bytes": folder_bytes(source), "out": out, **run})
             subprocess.run(["rm", "-rf", str(tmp / f"out-{n}")], check=True)
         small_in = subset(full, tmp / f"in-small-{args.small}", args.small)
         imports = cli(["--help"])
-        small_run = traced(["run", "--input", str(small_in), "--output", str(tmp / "out-small")], tmp / "marks-small.json")
+        small_run = traced(["run", "--input", str(small_in), "--output", str(tmp / "out-small"), "--config", str(cpu)],
+                           tmp / "marks-small.json")
         retune_run = traced(["retune", "--shards", str(tmp / "out-small"), "--config", str(loose_config(tmp / "loose.yaml"))],
                             tmp / "marks-retune.json")
         small, retune = small_run["wall"], retune_run["wall"]

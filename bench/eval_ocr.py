@@ -26,7 +26,6 @@ import argparse
 import random
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 import matplotlib
@@ -39,6 +38,7 @@ from curate.models import ocr  # noqa: E402
 from curate.models.base import ModelEnv  # noqa: E402
 from curate.models.config import OcrConfig  # noqa: E402
 from curate.sample import PHOTOS  # noqa: E402
+from curate.sample.ocr_text import edit_distance, norm  # noqa: E402
 from curate.sample.photos import load_photo  # noqa: E402
 
 TTF = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -115,19 +115,6 @@ def text_image(rng, kind, lang, names) -> np.ndarray:
     draw_lines(sign, rng, lang, 2, rng.randint(24, 32), 12, 12, "white" if sum(colour) < 380 else "black")
     img.paste(sign, (x0, y0))
     return np.asarray(img)
-
-
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
-def norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def timed(fn, images) -> tuple[float, float]:

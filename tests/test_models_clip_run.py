@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
+import torch  # noqa: E402 -- make setup installs the models extra: missing is a failure, not a skip
+import open_clip  # noqa: E402,F401
 
 import curate  # noqa: E402
 from cases import TEST_CONFIG, cases, write_folder  # noqa: E402

@@ -17,7 +17,7 @@ from curate.sample.faces import FACES, NO_PEOPLE, face_crop, filler, tile
 from curate.sample.photos import load_photo
 from tiny_onnx import tiny_yunet
 
-pytest.importorskip("facenet_pytorch")
+import facenet_pytorch  # noqa: E402,F401 -- installed by make setup (--no-deps)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_yunet_missing_file_fails_at_setup(tmp_path):
 
 
 def test_yunet_plumbing_on_a_tiny_model(tmp_path):
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401 -- pulled by rapidocr_onnxruntime
     path = tmp_path / "tiny_yunet.onnx"
     path.write_bytes(tiny_yunet())
     model = build(FacesConfig(engine="yunet", model=str(path), min_score=0.5, min_face=8))

@@ -1,7 +1,7 @@
 """OCR model stage (curate.models.ocr) on rendered English and Chinese lines.
 
 The Chinese renders need a CJK font from Debian's packages (``make fonts`` installs
-fonts-wqy-microhei; ``.ci/run`` does too): without one those tests skip, saying so. The
+fonts-wqy-microhei; ``.ci/run`` does too): without one the Chinese test fails, saying so. The
 character error rate (edit distance / reference length, whitespace collapsed) is printed
 (``pytest -s``) and is in the assert message.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import unicodedata
 from pathlib import Path
 
 import matplotlib
@@ -23,9 +22,10 @@ from curate.models import ocr
 from curate.models.base import ModelEnv, missing_packages
 from curate.models.config import OcrConfig
 from curate.schema import MODEL_FIELDS
+from curate.sample.ocr_text import cer, norm
 from photos import photo
 
-pytest.importorskip("rapidocr_onnxruntime")
+import rapidocr_onnxruntime  # noqa: E402,F401 -- installed by make setup
 
 EN = ["The quick brown fox jumps", "over the lazy dog 1234", "Pack my box with five",
       "dozen liquor jugs today", "Sphinx of black quartz", "judge my vow at 9 pm"]
@@ -53,23 +53,6 @@ def render(lines, font_file, size=28, background: str | None = None) -> np.ndarr
     return np.asarray(img)
 
 
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
-def norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).split())  # line breaks and spaces alike
-
-
-def cer(refs: list[str], hyps: list[str]) -> float:
-    return sum(edit_distance(norm(r), norm(h)) for r, h in zip(refs, hyps)) / sum(len(norm(r)) for r in refs)
-
-
 @pytest.fixture(scope="module")
 def model():
     m = ocr.build(OcrConfig())
@@ -92,8 +75,8 @@ def test_english_lines_are_read(model):
 
 def test_chinese_lines_are_read(model):
     font = cjk_font()
-    if font is None:
-        pytest.skip(f"no CJK font ({CJK_FONT}): run `make fonts` (Debian fonts-wqy-microhei) to test Chinese OCR")
+    if font is None:  # make test installs it (make fonts): its absence is a broken set-up, not a pass
+        pytest.fail(f"no CJK font ({CJK_FONT}): run `make fonts` (Debian fonts-wqy-microhei) to test Chinese OCR")
     _cer_check(model, ZH, font, "Chinese")
 
 
@@ -143,8 +126,6 @@ def test_check_messages(tmp_path):
 
 
 def test_model_folder_overrides_the_wheel(tmp_path):
-    import rapidocr_onnxruntime
-
     wheel = Path(rapidocr_onnxruntime.__file__).parent / "models"
     assert ocr.check(OcrConfig(model=str(wheel))) is None
     own = ocr.build(OcrConfig(model=str(wheel)))

@@ -143,3 +143,16 @@ def test_measure_fills_only_the_promoted_rows_then_decides_again(tmp_path, doubl
     assert main(["measure", str(tmp_path / "out"), "--config", str(path)]) == 0  # nothing left: no new version
     assert sum(double.CALLS) - calls == 1
     check_manifest(tmp_path / "out")
+
+
+def test_measure_refuses_what_is_not_a_finished_output_in_one_line(tmp_path, capsys):
+    from curate.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["measure", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a finished refinery output" in err and err.count("\n") == 1
+    src = write_folder(tmp_path / "in")
+    run(str(src), str(tmp_path / "stats-only"), load_config(), stats_only=True)
+    assert main(["measure", str(tmp_path / "stats-only")]) == 2
+    assert "--stats-only" in capsys.readouterr().err

@@ -123,6 +123,12 @@ def need_path(setting: str, path: str | None, what: str) -> str | None:
     return None
 
 
+def usable(image) -> bool:
+    """A non-empty uint8 ``(h, w, 3)`` array: what a model measures (anything else gets None)."""
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.size > 0)
+
+
 def box_area_union(boxes: list[tuple[float, float, float, float]], grid: int = 256) -> float:
     """Area of the union of boxes given in frame fractions (x0, y0, x1, y1), on a ``grid``² raster."""
     if not boxes:

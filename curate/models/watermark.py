@@ -30,7 +30,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from curate.models.base import EXTRA, ModelEnv, need_packages, need_path
+from curate.models.base import EXTRA, ModelEnv, need_packages, need_path, usable
 
 COLUMNS = ["stat_watermark"]
 PIP = f"'refinery[{EXTRA}]'"  # onnxruntime
@@ -78,13 +78,6 @@ def to_probability(out: np.ndarray, n: int, output: str, positive: int) -> np.nd
     return np.clip(p, 0.0, 1.0)
 
 
-def _usable(image) -> bool:
-    """A non-empty uint8 (h, w, 3) array (anything else is not measured: None)."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-        return False
-    return image.shape[2] == 3 and min(image.shape[:2]) > 0
-
-
 class WatermarkModel:
     name = "watermark"
     columns = COLUMNS
@@ -118,7 +111,7 @@ class WatermarkModel:
         if self.session is None:
             raise RuntimeError("WatermarkModel.measure before setup")
         scores: list[float | None] = [None] * len(images)
-        where = [i for i, im in enumerate(images) if _usable(im)]
+        where = [i for i, im in enumerate(images) if usable(im)]
         if not where:
             return {"stat_watermark": scores}
         batch = np.stack([preprocess(images[i], self.width, self.height) for i in where])
