@@ -10,14 +10,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery needs Python >= 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,models]"
+	$(BIN)/python -m pip install -q -e ".[dev,models,caption]"
 	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-demo: setup   ## build the bundled sample and curate it on a local Ray
+demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA
 	$(BIN)/refinery curate demo --output demo-out
+	$(BIN)/refinery caption demo --output demo-out
 
 # The CJK font the Chinese OCR test renders with (Debian/Ubuntu fonts-wqy-microhei: 1.6 MB
 # download, 5 MB installed). Installed only when no Chinese font is there; without apt-get it

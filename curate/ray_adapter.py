@@ -27,6 +27,12 @@ Contract:
   than ``ray_cfg.in_process_below`` (and no cluster is named, none is running here), the
   same callables, error policy included, run in this process: no Ray start for work that
   fits here, same outputs.
+- ``LLMStage(model_source, engine_kwargs, spec, request, answer)``: vLLM engine actors through
+  Ray Data's LLM processor (``ray.data.llm``, the ``vllm`` extra): ``spec.actors`` engines of
+  ``spec.num_gpus`` GPUs each, ``spec.batch_size`` rows a batch; ``request(row) -> row`` adds
+  each row's chat ``messages`` and ``sampling_params``, ``answer(row) -> row`` keeps what the
+  next stage needs of the row and its ``generated_text``. A stream with one never runs in
+  this process.
 - ``dataset(items, fn, spec)`` is a streaming Ray Dataset of ``fn(item)`` tables (the one
   reader's ``to_ray``).
 - ``map_items(items, fn, spec, label, sizes, record)`` runs ``fn(item)`` over a list as Ray
@@ -87,6 +93,26 @@ class Stage:
             raise ValueError(f"stage {name} is a function: on_error: row applies to class stages only")
         if self.constructor_args:
             raise ValueError(f"stage {name} is a function: constructor_args apply to class stages only")
+
+
+@dataclass(frozen=True)
+class LLMStage:
+    model_source: str
+    engine_kwargs: dict
+    spec: StageSpec
+    request: Callable[[dict], dict]
+    answer: Callable[[dict], dict]
+    name: str = "vllm"
+
+
+def _llm(ds: "ray.data.Dataset", stage: LLMStage) -> "ray.data.Dataset":
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    low, high = stage.spec.pool()
+    config = vLLMEngineProcessorConfig(model_source=stage.model_source, engine_kwargs=stage.engine_kwargs,
+                                       concurrency=low if low == high else (low, high), batch_size=stage.spec.batch_size,
+                                       prepare_multimodal_stage=True)
+    return build_processor(config, preprocess=stage.request, postprocess=stage.answer)(ds)
 
 
 def _tables(out) -> list[pa.Table]:
@@ -164,7 +190,7 @@ def runs_here(cfg: RayConfig, rows: int) -> bool:
 
 def stream(items: list[dict], stages: list[Stage], cfg: RayConfig) -> Iterator:
     rows = sum(int(item.get("rows", 1)) for item in items)
-    if runs_here(cfg, rows):
+    if runs_here(cfg, rows) and not any(isinstance(s, LLMStage) for s in stages):
         yield from _in_process(items, stages)
         return
     connect(cfg, {f"stage {s.name}": s.spec for s in stages})
@@ -231,7 +257,9 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def add_stage(ds: "ray.data.Dataset", stage: Stage) -> "ray.data.Dataset":
+def add_stage(ds: "ray.data.Dataset", stage: "Stage | LLMStage") -> "ray.data.Dataset":
+    if isinstance(stage, LLMStage):
+        return _llm(ds, stage)
     spec = stage.spec
     common = dict(batch_size=spec.batch_size, batch_format="pyarrow", num_cpus=spec.num_cpus, num_gpus=spec.num_gpus or None)
     if not isinstance(stage.fn, type):

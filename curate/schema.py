@@ -31,7 +31,7 @@ Keys:
   DuckDB, pandas, JSON and on the command line; at 64 bytes a row it is noise beside the
   image bytes.
 
-Columns (version 6):
+Columns (version 7):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
@@ -67,14 +67,20 @@ Columns (version 6):
   frame), ``model_pass`` / ``model_error`` (``MODEL_PASS``). A model that is off leaves its
   columns null; so does the cascade for the rows it skipped.
 - ``clip_embedding`` (``embeddings`` group): the L2-normalised CLIP image embedding, float16.
-- ``caption_synthetic`` / ``caption_synthetic_model``: recaptioning output (caption group).
+- ``captions`` group (``caption``): ``caption_synthetic`` (the post-processed synthetic
+  caption), ``caption_synthetic_model`` (model id@revision), ``_prompt`` (prompt id@version),
+  ``_lang`` (detected language), ``_tokens`` (tokens in the budget's text encoder),
+  ``_seconds`` (generation time per image), ``caption_synthetic_2`` (and ``_2_prompt``,
+  ``_2_lang``: the second-language caption when the config asks for one), ``caption_source``
+  (``original`` | ``synthetic``: the mix's seeded draw, ``CAPTION_SOURCES``),
+  ``caption_status`` (``CAPTION_STATUS``) and ``caption_error``.
 - ``level`` / ``votes``: five-level grade and the annotations behind it (grade group).
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 CHANGES = {
     1: "initial schema: source reference, image, captions, size/clarity/exposure/hash stats, decisions, grades",
@@ -85,6 +91,8 @@ CHANGES = {
     5: "stats: stat_border (flat-colour frame area), stat_collage (grid seam strength)",
     6: "models group (OCR, faces, NSFW, aesthetic, watermark stats; ocr_text; face/text boxes; model_pass marker) "
     "and embeddings group (clip_embedding); reasons text_heavy, faces, nsfw, low_aesthetic, watermark, semantic_duplicate",
+    7: "captions group: caption_synthetic_prompt, _lang, _tokens, _seconds, the second-language caption_synthetic_2 "
+    "(and its _prompt, _lang), caption_source (the mix's draw), caption_status, caption_error",
 }
 
 VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()), pa.field("level", pa.int8())])
@@ -159,6 +167,25 @@ MODEL_PASS = ("measured", "skipped", "error")
 # id and length in the manifest entry's settings), the ``embeddings`` group.
 EMBEDDING_FIELDS = [pa.field("clip_embedding", pa.list_(pa.float16()))]
 
+# The captions group (``caption``), beside ``caption_synthetic`` / ``caption_synthetic_model``.
+CAPTION_FIELDS = [
+    pa.field("caption_synthetic_prompt", pa.string()),
+    pa.field("caption_synthetic_lang", pa.string()),
+    pa.field("caption_synthetic_tokens", pa.int32()),
+    pa.field("caption_synthetic_seconds", pa.float32()),
+    pa.field("caption_synthetic_2", pa.string()),
+    pa.field("caption_synthetic_2_prompt", pa.string()),
+    pa.field("caption_synthetic_2_lang", pa.string()),
+    pa.field("caption_source", pa.string()),
+    pa.field("caption_status", pa.string()),
+    pa.field("caption_error", pa.string()),
+]
+# ``caption_status``: the row was captioned; its caption failed (``caption_error`` says why) or
+# came back empty after post-processing (both train on the original caption: ``caption_source``
+# ``original``); the row is not kept, so it was not captioned (every caption column null).
+CAPTION_STATUS = ("ok", "caption_failed", "caption_empty", "not_kept")
+CAPTION_SOURCES = ("original", "synthetic")
+
 _BASE_FIELDS = [
         pa.field("row_key", pa.int64()),
         pa.field("id", pa.string(), nullable=False),
@@ -173,6 +200,7 @@ _BASE_FIELDS = [
         pa.field("caption", pa.string()),
         pa.field("caption_synthetic", pa.string()),
         pa.field("caption_synthetic_model", pa.string()),
+        *CAPTION_FIELDS,
         pa.field("meta", pa.string()),
         pa.field("url", pa.string()),
         pa.field("key", pa.string()),
@@ -199,6 +227,7 @@ _KINDS = {
     "decode_error": "decision", "error_message": "decision",
     "keep": "decision", "reasons": "decision", "dup_of": "decision",
     "caption_synthetic": "caption", "caption_synthetic_model": "caption",
+    **{f.name: "caption" for f in CAPTION_FIELDS},
     "level": "grade", "votes": "grade",
     "ocr_text": "text", "ocr_boxes": "box", "face_boxes": "box", "model_pass": "decision", "model_error": "decision",
     "clip_embedding": "embedding",
@@ -238,7 +267,7 @@ GROUPS: dict[str, list[str]] = {
     "decisions": ["row_key", "keep", "reasons", "dup_of"],
     "models": ["row_key", *[f.name for f in MODEL_FIELDS]],
     "embeddings": ["row_key", *[f.name for f in EMBEDDING_FIELDS]],
-    "captions": ["row_key", "caption_synthetic", "caption_synthetic_model"],
+    "captions": ["row_key", "caption_synthetic", "caption_synthetic_model", *[f.name for f in CAPTION_FIELDS]],
     "grades": ["row_key", "level", "votes"],
 }
 
