@@ -7,7 +7,9 @@ Contract: ``run(input, output, cfg)``:
    at the input) and names the group version: ``cfg.version`` or ``c-`` + a digest of the
    text settings (``text_settings``: backend, model and revision, prompts with their
    versions, hints, budget, generation length, post-processing version). A version already
-   committed there is complete: nothing runs (``caption mix`` re-draws its mix);
+   committed there that holds every kept row is complete: nothing runs (``caption mix``
+   re-draws its mix). When a retune has kept rows since, only those are captioned, into
+   ``<version>.2`` (``.3``, …), which carries the earlier version's captions for the rest;
 3. captions every kept row (``keep`` of the current decisions) not already staged for this
    version: CPU preprocess tasks and the generation actor pool run side by side through
    ``curate.ray_adapter`` (``cfg.preprocess``, ``cfg.stage``). Each batch that comes back is
@@ -122,13 +124,36 @@ def staged_rows(target: Output, version: str, unit: Unit) -> pa.Table:
     return table.filter(pa.array(first))
 
 
-def _todo(target: Output, version: str) -> tuple[dict[Unit, list[int]], int, int]:
-    """Per unit, the ordinals of kept rows not staged yet; and the kept and staged counts."""
+CAPTIONED = ("ok", "caption_failed", "caption_empty")
+
+
+def _earlier_rows(target: Output, earlier: str | None, unit: Unit) -> dict[int, dict]:
+    """The rows an earlier version of the same settings captioned (what a retune since left kept or not)."""
+    if earlier is None:
+        return {}
+    table = target.read_unit(unit, ["row_key", *STAGE_OUT], versions={GROUP: earlier})
+    return {r["row_key"]: r for r in table.to_pylist() if r["caption_status"] in CAPTIONED}
+
+
+def _family(target: Output, version: str) -> tuple[str | None, str]:
+    """The latest committed version of these settings (``v``, ``v.2``, …) and the name of the next one."""
+    have = target.manifest["groups"].get(GROUP, {})
+    numbers = {1 if v == version else int(v.rsplit(".", 1)[1]): v for v in have
+               if v == version or (v.startswith(version + ".") and v.rsplit(".", 1)[1].isdigit())}
+    if not numbers:
+        return None, version
+    top = max(numbers)
+    return numbers[top], f"{version}.{top + 1}"
+
+
+def _todo(target: Output, version: str, earlier: str | None) -> tuple[dict[Unit, list[int]], int, int]:
+    """Per unit, the ordinals of kept rows neither staged yet nor captioned by ``earlier``; and
+    the kept and already-captioned counts."""
     todo, kept_total, staged_total = {}, 0, 0
     for unit in target.units:
         table = target.read_unit(unit, ["row_key", "keep"])
         keep = np.asarray(table.column("keep").fill_null(False).to_numpy(zero_copy_only=False), bool)
-        done = set(staged_rows(target, version, unit).column("row_key").to_pylist())
+        done = set(staged_rows(target, version, unit).column("row_key").to_pylist()) | set(_earlier_rows(target, earlier, unit))
         keys = table.column("row_key").to_pylist()
         todo[unit] = [i for i in np.flatnonzero(keep).tolist() if keys[i] not in done]
         kept_total += int(keep.sum())
@@ -146,16 +171,17 @@ def _items(todo: dict[Unit, list[int]]) -> list[dict]:
     return items
 
 
-def _unit_table(target: Output, version: str, unit: Unit, cfg: CaptionConfig) -> tuple[pa.Table, Counter, Counter]:
+def _unit_table(target: Output, version: str, earlier: str | None, unit: Unit,
+                cfg: CaptionConfig) -> tuple[pa.Table, Counter, Counter]:
     base = target.read_unit(unit, ["row_key", "id", "caption", "keep"])
-    staged = {r["row_key"]: r for r in staged_rows(target, version, unit).to_pylist()}
+    staged = {**_earlier_rows(target, earlier, unit), **{r["row_key"]: r for r in staged_rows(target, version, unit).to_pylist()}}
     keep = base.column("keep").to_pylist()
     rows = []
     for key, kept in zip(base.column("row_key").to_pylist(), keep):
-        if kept:
-            if key not in staged:
-                raise RuntimeError(f"unit {unit.name}: kept row {key} has no caption staged; run the same command again")
+        if key in staged:  # captioned (now, or by the earlier version: kept then, maybe not since a retune)
             rows.append(staged[key])
+        elif kept:
+            raise RuntimeError(f"unit {unit.name}: kept row {key} has no caption staged; run the same command again")
         else:
             rows.append({"row_key": key, "caption_status": "not_kept"})
     table = pa.Table.from_pylist(rows, schema=subschema(["row_key", *STAGE_OUT]))
@@ -182,16 +208,18 @@ def run(input: str, output: str | None, cfg: CaptionConfig) -> CaptionResult:
     model_ref = backends.build(cfg).model_ref
     target = open_target(input, output)
     settings = text_settings(cfg, model_ref)
-    version = version_of(cfg, settings)
-    if version in target.manifest["groups"].get(GROUP, {}):
-        say(f"{target.uri}: captions {version} are complete (same model, revision and prompts); "
-            "re-draw the mix with `refinery caption mix`, or set version: to caption again")
-        return CaptionResult(target.uri, version, {}, complete_before=True)
+    earlier, version = _family(target, version_of(cfg, settings))
     started = time.monotonic()
     record: dict = {}
     with output_lock(target.store, "caption run"):
-        todo, kept, staged = _todo(target, version)
+        todo, kept, staged = _todo(target, version, earlier)
         remaining = sum(len(o) for o in todo.values())
+        if earlier and not remaining:
+            say(f"{target.uri}: captions {earlier} are complete (same model, revision and prompts, every kept row); "
+                "re-draw the mix with `refinery caption mix`, or set version: to caption again")
+            return CaptionResult(target.uri, earlier, {}, complete_before=True)
+        if earlier:
+            say(f"{remaining} rows kept since captions {earlier} were written (a retune): captioning them into {version}")
         say(f"caption {version}: {kept} kept rows, {staged} already captioned, {remaining} to go "
             f"({cfg.backend}: {model_ref})")
         if remaining:
@@ -211,11 +239,11 @@ def run(input: str, output: str | None, cfg: CaptionConfig) -> CaptionResult:
     mix_counts: Counter = Counter()
     counts: Counter = Counter()
     for unit in writer.units:
-        table, unit_mix, unit_status = _unit_table(target, version, unit, cfg)
+        table, unit_mix, unit_status = _unit_table(target, version, earlier, unit, cfg)
         mix_counts.update(unit_mix)
         counts.update(unit_status)
         writer.write(unit, table)
-    writer.settings = {**settings, "mix": cfg.mix.model_dump(), "mix_counts": dict(sorted(mix_counts.items())),
+    writer.settings = {**settings, **({"extends": earlier} if earlier else {}), "mix": cfg.mix.model_dump(), "mix_counts": dict(sorted(mix_counts.items())),
                        "status_counts": dict(sorted(counts.items())),
                        "resumed_rows": staged, "captioned_rows": remaining,
                        "run": {"wall_seconds": round(time.monotonic() - started, 3), **record.get("caption", {})}}

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from caption.backends import cogvlm
 from caption.backends.base import BackendEnv, CaptionUnavailable
-from caption.backends.cogvlm import (LANGUAGE_TOKEN_TYPE, VISION_TOKEN_TYPE, CogVLMBackend, VisionLayout, check,
-                                     collate, conversation_inputs, decode_answer, greedy_decode, history_prompt,
-                                     image_tensor, parse_answer, pin_model, position_ids, vision_layout)
+from caption.backends.cogvlm import CogVLMBackend, check
+from caption.backends.cogvlm_io import (CLIP_MEAN, CLIP_STD, LANGUAGE_TOKEN_TYPE, VISION_TOKEN_TYPE, VisionLayout,
+                                        collate, conversation_inputs, decode_answer, greedy_decode, history_prompt,
+                                        image_tensor, parse_answer, position_ids, stop_token_ids, vision_layout)
+from caption.backends.cogvlm_pinning import pin_model, snapshot_folder
 from caption.config import CaptionConfig
 
 torch.set_num_threads(1)
@@ -145,7 +146,7 @@ def test_a_pinned_hub_id_uses_its_cached_snapshot_or_says_what_to_download(hub_c
     snapshot = write_snapshot(cache_repo(hub_cache, "THUDM/cogvlm2-llama3-chat-19B", COMMIT), config=COGVLM2_CONFIG)
     (snapshot / "tokenizer.json").write_text("{}")
     assert check(cfg("THUDM/cogvlm2-llama3-chat-19B", COMMIT)) is None
-    assert cogvlm.snapshot_folder(pin_model(cfg("THUDM/cogvlm2-llama3-chat-19B", COMMIT).model)) == snapshot
+    assert snapshot_folder(pin_model(cfg("THUDM/cogvlm2-llama3-chat-19B", COMMIT).model)) == snapshot
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def test_image_tensor_matches_torchvision():
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     ours = image_tensor(image, 28)
     theirs = transforms.Compose([transforms.Resize((28, 28), interpolation=transforms.InterpolationMode.BICUBIC),
-                                 transforms.ToTensor(), transforms.Normalize(cogvlm.CLIP_MEAN, cogvlm.CLIP_STD)])(
+                                 transforms.ToTensor(), transforms.Normalize(CLIP_MEAN, CLIP_STD)])(
         Image.fromarray(image))
     assert ours.shape == (3, 28, 28) and ours.dtype == torch.float32
     assert torch.allclose(ours, theirs, atol=1e-5)
@@ -252,7 +253,7 @@ def test_decode_answer_cuts_at_the_first_stop_id(tokenizer):
         tokenizer.encode("garbage", add_special_tokens=False)
     assert decode_answer(tokenizer, ids, {tokenizer.eos_token_id}) == "a cat."
     config = {"eos_token_id": [128001, 128009]}
-    assert cogvlm.stop_token_ids(config, tokenizer) == {128001, 128009, tokenizer.eos_token_id}
+    assert stop_token_ids(config, tokenizer) == {128001, 128009, tokenizer.eos_token_id}
 
 
 # -- setup and caption through a double of the remote model ----------------------------------

@@ -73,6 +73,12 @@ def test_the_hf_backend_captions_every_kept_row_on_local_ray(setup, tmp_path, lo
     assert all(r["caption_source"] == "synthetic" for r in kept if not r["caption"] and r["caption_status"] == "ok")
     assert check_manifest(curated) == before  # image shards: same bytes, same checksums, same manifest
     assert result.counts["ok"] + result.counts.get("caption_empty", 0) == len(kept)
+    # Another worker layout (in this process, batches of 3): the same draw for every row.
+    other = CaptionConfig.model_validate(_config(model, stage={"num_cpus": 0.5, "num_gpus": 0, "batch_size": 3, "actors": 1}))
+    run(str(curated), str(tmp_path / "again"), other)
+    again = curate.open(str(tmp_path / "again")).read(["keep", "caption_source", "caption_status"]).to_pylist()
+    both = [(a, b) for a, b in zip(rows, again) if a["caption_status"] == b["caption_status"] == "ok"]
+    assert len(both) >= len(kept) * 0.8 and all(a["caption_source"] == b["caption_source"] for a, b in both)
 
 
 def test_a_caption_job_killed_mid_way_resumes_with_every_row_captioned_once(setup, tmp_path):

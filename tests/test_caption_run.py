@@ -140,3 +140,31 @@ def test_an_output_that_holds_something_else_is_refused(curated, tmp_path, monke
         run(str(curated), str(tmp_path / "busy"), _cfg())
     with pytest.raises(OutputError, match="inside the input"):
         run(str(curated), str(curated / "captions-here"), _cfg())
+
+
+def test_rows_kept_by_a_retune_since_are_captioned_into_the_next_version(curated, tmp_path, monkeypatch):
+    import shutil
+
+    from curate.retune import retune
+
+    out = tmp_path / "copy"
+    shutil.copytree(curated, out)
+    backend = caption_doubles.use(monkeypatch)
+    first = run(str(out), None, _cfg())
+    kept_before = curate.open(str(out)).read(["row_key"], where="keep").column("row_key").to_pylist()
+    looser = CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG))
+    looser = looser.model_copy(update={"rules": []})  # no rules: the rows they rejected (and are no copies) are kept
+    retune(str(out), looser)
+    kept_now = curate.open(str(out)).read(["row_key"], where="keep").column("row_key").to_pylist()
+    new = sorted(set(kept_now) - set(kept_before))
+    assert new  # rows the rules rejected are kept now
+    backend.calls.clear()
+    second = run(str(out), None, _cfg())
+    assert second.version == f"{first.version}.2" and sum(backend.calls) == len(new)
+    rows = {r["row_key"]: r for r in curate.open(str(out)).read(["row_key", "caption_synthetic", "caption_status"]).to_pylist()}
+    old = {r["row_key"]: r for r in curate.open(str(out)).read(["row_key", "caption_synthetic"],
+                                                                 versions={"captions": first.version}).to_pylist()}
+    assert all(rows[k]["caption_status"] == "ok" for k in kept_now)
+    assert all(rows[k]["caption_synthetic"] == old[k]["caption_synthetic"] for k in kept_before)  # carried, not redone
+    backend.calls.clear()
+    assert run(str(out), None, _cfg()).complete_before and backend.calls == []

@@ -3,10 +3,12 @@
 Contract:
 - ``funnel_svg(rows)`` draws the ``funnel()`` list, one bar per entry, top to bottom, each
   with its count.
-- ``stat_svg(column, values, groups, thresholds)`` draws a stacked histogram of one stat
-  column: ``groups`` are ``(label, mask)`` pairs over ``values`` (non-finite values are
+- ``stat_svg(column, values, groups, thresholds, overlay=False)`` draws a stacked histogram of
+  one stat column: ``groups`` are ``(label, mask)`` pairs over ``values`` (non-finite values are
   skipped), each a stack layer (``<rect data-group=i>`` per non-empty bin), with its label and
-  count in the legend; every finite ``Threshold`` is a labelled dashed vertical line
+  count in the legend; with ``overlay=True`` each group's bars instead rise from zero,
+  translucent (``fill-opacity`` ``OVERLAY_OPACITY``) and outlined, drawn in group order over
+  one another on a y axis up to the largest single bar, so two distributions compare by shape; every finite ``Threshold`` is a labelled dashed vertical line
   (``<line data-threshold=value>``) and the x range always includes it. Positive data
   spanning more than ~1.5 decades gets log bins. ``ValueError`` if no value is finite.
 Both return one ``<svg>`` element (``data-column`` on a histogram) with every label escaped:
@@ -29,6 +31,7 @@ LINE_COLOURS = ["#222222", "#00798c", "#8d2d8d", "#c05a00"]
 W, H = 560, 230
 LEFT, RIGHT, TOP, BOTTOM = 44, 172, 24, 30  # the legend goes in the right margin
 FONT = 'font-family="system-ui, sans-serif"'
+OVERLAY_OPACITY = 0.45
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return [10.0 ** k for k in range(math.ceil(math.log10(lo)), math.floor(math.log10(hi)) + 1)]
 
 
-def stat_svg(column: str, values: np.ndarray, groups: list[tuple[str, np.ndarray]], thresholds: list[Threshold]) -> str:
+def stat_svg(column: str, values: np.ndarray, groups: list[tuple[str, np.ndarray]], thresholds: list[Threshold],
+             overlay: bool = False) -> str:
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     data = values[finite]
@@ -113,7 +117,7 @@ def stat_svg(column: str, values: np.ndarray, groups: list[tuple[str, np.ndarray
     shown = np.clip(values, edges[0], edges[-1]) if log else values
     layers = [np.histogram(shown[finite & mask], edges)[0] for _, mask in groups]
     total = np.sum(layers, axis=0) if layers else np.zeros(BINS)
-    ymax = max(1, int(total.max()))
+    ymax = max(1, int(np.max(layers) if overlay and layers else total.max()))
     pos = np.log10 if log else (lambda v: np.asarray(v, dtype=np.float64))
     x0, x1 = float(pos(edges[0])), float(pos(edges[-1]))
     x = lambda v: LEFT + (float(pos(v)) - x0) / (x1 - x0) * (W - LEFT - RIGHT)  # noqa: E731
@@ -122,12 +126,15 @@ def stat_svg(column: str, values: np.ndarray, groups: list[tuple[str, np.ndarray
            f'viewBox="0 0 {W} {H}" {FONT} font-size="10">',
            f'<text x="{(LEFT + W - RIGHT) / 2}" y="13" text-anchor="middle" font-size="11" font-weight="600">{escape(column)}</text>']
     base = np.zeros(BINS)
+    paint = f'fill-opacity="{OVERLAY_OPACITY}" stroke-width="0.8"' if overlay else ""
     for g, (counts, colour) in enumerate(zip(layers, GROUP_COLOURS)):
         for i in np.flatnonzero(counts):
             left, right = x(edges[i]), x(edges[i + 1])
             out.append(f'<rect data-group="{g}" x="{left:.1f}" y="{y(base[i] + counts[i]):.1f}" width="{max(right - left - 0.5, 0.5):.1f}" '
-                       f'height="{y(base[i]) - y(base[i] + counts[i]):.1f}" fill="{colour}"/>')
-        base = base + counts
+                       f'height="{y(base[i]) - y(base[i] + counts[i]):.1f}" fill="{colour}"'
+                       + (f' stroke="{colour}" {paint}/>' if overlay else "/>"))
+        if not overlay:
+            base = base + counts
     axis_y = H - BOTTOM
     out.append(f'<line x1="{LEFT}" y1="{axis_y}" x2="{W - RIGHT}" y2="{axis_y}" stroke="#444"/>'
                f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{axis_y}" stroke="#444"/>')
