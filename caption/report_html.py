@@ -19,8 +19,10 @@ Sections, each an anchored ``<section id=...>``:
   ``caption_synthetic_2_lang`` (``<table data-column=...>``);
 - ``failures``: the ``TOP_ERRORS`` most frequent ``caption_error`` messages, truncated, with counts;
 - ``samples``: the sample rows side by side, ``<tr data-row-key>``: thumbnail, original
-  caption, synthetic caption (and the second one when present; a long caption scrolls inside
-  its cell), the source drawn with status and error, and the token counts (the stored one and
+  caption, synthetic caption (and the second one when present; each cut at ``CAPTION_CHARS``,
+  and one over ``PREVIEW_CHARS`` shows up to the last space before them with the rest in a
+  ``<details class="more-text">`` saying how many characters it holds), the source drawn with
+  status and error, and the token counts (the stored one, in the run's budget encoder, and
   each encoder's, original / synthetic).
 Every text from the data is HTML-escaped.
 """
@@ -46,6 +48,7 @@ TOP_ERRORS = 10
 TOP_LANGS = 15
 ERROR_CHARS = 200
 CAPTION_CHARS = 2000
+PREVIEW_CHARS = 320  # a longer caption shows this much, the rest behind a "more" toggle
 VALUE_CHARS = 300
 SECTIONS = [("run", "Run", "Run"), ("counts", "Counts", "Counts"), ("tokens", "Tokens", "Caption length in tokens"),
             ("languages", "Languages", "Languages"), ("failures", "Failures", "Failures"), ("samples", "Samples", "Samples")]
@@ -64,7 +67,12 @@ $style
   table.samples th.tokens { width: 190px; }
   table.samples td { word-break: break-word; }
   table.samples td img { display: block; max-width: 100%; height: auto; }
-  div.caption-text { white-space: pre-wrap; max-height: ${side}px; overflow-y: auto; }
+  div.caption-text { white-space: pre-wrap; }
+  details.more-text { display: inline; }
+  details.more-text summary { display: inline; cursor: pointer; color: #00798c; font-size: 12px; }
+  details.more-text[open] summary { display: none; }
+  details.more-text::details-content { display: inline; }
+  th .note { font-weight: normal; font-size: 12px; display: block; }
   td .error { color: #a33; }
   td.tokens { font-variant-numeric: tabular-nums; font-size: 12px; }
 </style>
@@ -196,7 +204,12 @@ def _text_cell(text: str | None, css: str, lang: str | None = None) -> str:
     if is_empty(text):
         return f'<td class="{css}"><span class="muted">(none)</span></td>'
     tag = f' <span class="muted">[{escape(lang)}]</span>' if lang else ""
-    return f'<td class="{css}"><div class="caption-text">{escape(truncate(text, CAPTION_CHARS))}{tag}</div></td>'
+    text = truncate(text, CAPTION_CHARS)
+    if len(text) <= PREVIEW_CHARS:
+        return f'<td class="{css}"><div class="caption-text">{escape(text)}{tag}</div></td>'
+    cut = text.rfind(" ", PREVIEW_CHARS // 2, PREVIEW_CHARS) + 1 or PREVIEW_CHARS
+    return (f'<td class="{css}"><div class="caption-text">{escape(text[:cut])}<details class="more-text">'
+            f'<summary>… {len(text) - cut:,} more characters</summary>{escape(text[cut:])}</details>{tag}</div></td>')
 
 
 def _tokens_cell(row: dict, budget_encoder: object) -> str:
@@ -225,7 +238,7 @@ def _samples_html(f: Facts, gallery: Gallery) -> str:
     second = any(not is_empty(r.get("caption_synthetic_2")) for r in rows)
     head = ('<th class="thumb">image</th><th>original</th><th>synthetic</th>' + ("<th>second</th>" if second else "")
             + '<th class="source">source drawn</th>'
-            + '<th class="tokens">tokens <span class="muted">(original / synthetic; ~ an estimate)</span></th>')
+            + '<th class="tokens">tokens<span class="muted note">original / synthetic; ~ an estimate</span></th>')
     body = []
     for r in rows:
         status = r.get("caption_status") or "(none)"

@@ -19,11 +19,13 @@ from PIL import Image
 import curate
 from caption import tokens
 from caption.report import write_report
+from caption.report_html import PREVIEW_CHARS
 from cases import TEST_CONFIG, write_folder
 from curate.config import CurateConfig
 from curate.groups import GroupWriter
 from curate.layout import OutputError
 from curate.pipeline import run
+from curate.report.plots import BOTTOM, H, TOP
 from curate.schema import group_schema
 from report_page import parse
 
@@ -145,6 +147,9 @@ def test_token_histograms_per_encoder(page):
         legend = svg.text
         assert "original (5)" in legend and "synthetic (3)" in legend  # e has no original; b, c, d no synthetic
         assert svg.select("rect", data_group="0") and svg.select("rect", data_group="1")
+        # overlaid, not stacked: every bar rises from the axis, and the tallest reaches the top
+        bars = [(float(r.attrs["y"]), float(r.attrs["height"])) for r in svg.select("rect") if "data-group" in r.attrs]
+        assert all(abs(y + h - (H - BOTTOM)) < 0.2 for y, h in bars) and min(y for y, _ in bars) == TOP
         # the text room of each encoder's sequence (77, 256, 300 less its special tokens)
         assert svg.select("line", data_threshold=repr(float({"clip": 75, "chatglm3": 254, "t5": 299}[encoder])))
     assert charts["clip"].one("svg").select("line", data_threshold="58.0")  # the run's smaller budget of 60
@@ -176,6 +181,15 @@ def test_samples_side_by_side_escaped_with_thumbnails(page):
     assert astronaut.one("td", "source").text.startswith("synthetic")
     clip = f"clip: {tokens.count('an astronaut in a white suit in front of a flag', 'clip')} / {tokens.count(SCRIPT, 'clip')}"
     assert clip in astronaut.one("td", "tokens").text.replace("~", "")
+    assert f"stored (clip): {tokens.count(SCRIPT, 'clip')}" in astronaut.one("td", "tokens").text
+    # a long caption: a preview cut at a space, the rest whole behind a toggle that says how much
+    flower = next(r for t, r in by_synthetic.items() if t.startswith(LONG[:40]))
+    text = flower.one("td", "synthetic").one("div", "caption-text")
+    more = text.one("details", "more-text")
+    preview, rest = text.parts[0], "".join(more.parts)
+    assert len(preview) <= PREVIEW_CHARS and preview.endswith(" ") and preview + rest == LONG
+    assert more.one("summary").text == f"… {len(rest):,} more characters"
+    assert astronaut.one("td", "synthetic").select("details") == []
     assert sum(ERROR in r.one("td", "source").text for r in rows) == 2
     for r in rows:
         src = r.one("img").attrs["src"]

@@ -1,8 +1,10 @@
-"""The report's parts on their own: caption statistics, threshold sides, thumbnail caps, the screenshot tool."""
+"""The report's parts on their own: caption statistics, threshold sides, thumbnail caps, histogram
+stacking and overlay, the screenshot tool."""
 from __future__ import annotations
 
 import base64
 import io
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pyarrow as pa
@@ -12,6 +14,7 @@ from PIL import Image
 from curate.config import CurateConfig, ReportConfig, Rule, load_config
 from curate.report import write_report
 from curate.report.captions import caption_stats
+from curate.report.plots import BOTTOM, H, OVERLAY_OPACITY, TOP, stat_svg
 from curate.report.samples import PAGE_FACTOR
 from curate.report.shot import INSTALL, _trim, main
 from curate.report.thresholds import pick_marks, side_count
@@ -76,6 +79,31 @@ def test_every_section_stays_within_the_thumbnail_caps(tmp_path):
     for side in page.one("section", id="thresholds").select("div", "side"):
         assert len(side.select("figure")) == side_count(per)
     assert len(page.select("img")) <= (2 + 1) * PAGE_FACTOR * per + 2 * per + 2 * side_count(per)
+
+
+def _bars(svg: str) -> dict[tuple[int, float], tuple[float, float]]:
+    """(group, bar x) -> (top y, bottom y) of each histogram bar."""
+    rects = ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}rect")
+    return {(int(r.get("data-group")), float(r.get("x"))): (float(r.get("y")), float(r.get("y")) + float(r.get("height")))
+            for r in rects if r.get("data-group") is not None}
+
+
+def test_histogram_groups_stack_by_default_and_overlay_on_request():
+    values = np.array([1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3], dtype=float)  # a: 1, 2, 2, 3 x3; b: 3 x6
+    groups = [("a", np.arange(12) < 6), ("b", np.arange(12) >= 6)]
+    stacked, overlaid = stat_svg("n", values, groups, []), stat_svg("n", values, groups, [], overlay=True)
+    plot = H - TOP - BOTTOM
+    s, o = _bars(stacked), _bars(overlaid)
+    assert s.keys() == o.keys() and len(s) == 4  # a in three bins, b in one
+    (x3,) = [x for g, x in s if g == 1]
+    # stacked: b sits on a's bar of 3s, the stack of 9 fills the plot
+    assert s[1, x3][1] == pytest.approx(s[0, x3][0], abs=0.15) and s[1, x3][0] == TOP
+    assert s[0, x3][1] - s[0, x3][0] == pytest.approx(plot * 3 / 9, abs=0.15)
+    # overlaid: every bar rises from the axis, on a scale up to the tallest single bar (b's 6)
+    assert all(bottom == pytest.approx(H - BOTTOM, abs=0.15) for _, bottom in o.values())
+    assert o[1, x3][0] == TOP and o[0, x3][1] - o[0, x3][0] == pytest.approx(plot * 3 / 6, abs=0.15)
+    assert f'fill-opacity="{OVERLAY_OPACITY}"' in overlaid and "fill-opacity" not in stacked
+    assert "a (6)" in overlaid and "b (6)" in overlaid
 
 
 def test_the_screenshot_tool_says_how_to_install_chromium(tmp_path, monkeypatch, capsys):

@@ -8,7 +8,8 @@ Contract:
   skipped), each a stack layer (``<rect data-group=i>`` per non-empty bin), with its label and
   count in the legend; with ``overlay=True`` each group's bars instead rise from zero,
   translucent (``fill-opacity`` ``OVERLAY_OPACITY``) and outlined, drawn in group order over
-  one another on a y axis up to the largest single bar, so two distributions compare by shape; every finite ``Threshold`` is a labelled dashed vertical line
+  one another on a y axis up to the largest single bar, so two distributions compare by shape
+  (their legend swatches alike); every finite ``Threshold`` is a labelled dashed vertical line
   (``<line data-threshold=value>``) and the x range always includes it. Positive data
   spanning more than ~1.5 decades gets log bins. ``ValueError`` if no value is finite.
 Both return one ``<svg>`` element (``data-column`` on a histogram) with every label escaped:
@@ -155,7 +156,8 @@ def stat_svg(column: str, values: np.ndarray, groups: list[tuple[str, np.ndarray
     for i, (label, colour, count) in enumerate(legend):
         ly = TOP + 4 + i * 12
         lx = W - RIGHT + 10
-        mark = (f'<rect x="{lx}" y="{ly - 7}" width="9" height="9" fill="{colour}"/>' if count is not None else
+        swatch = f' stroke="{colour}" {paint}' if overlay else ""
+        mark = (f'<rect x="{lx}" y="{ly - 7}" width="9" height="9" fill="{colour}"{swatch}/>' if count is not None else
                 f'<line x1="{lx}" y1="{ly - 3}" x2="{lx + 10}" y2="{ly - 3}" stroke="{colour}" stroke-width="1.3" stroke-dasharray="3 2"/>')
         text = f"{label} ({count})" if count is not None else label
         out.append(f'{mark}<text x="{lx + 14}" y="{ly + 1}" font-size="9">{escape(truncate(text, 30))}</text>')
