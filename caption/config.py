@@ -152,6 +152,12 @@ class CaptionConfig(_Strict):
             raise ValueError("stage.actors must be a pool size: the model loads once per actor")
         if self.preprocess.actors is not None:
             raise ValueError("preprocess runs as tasks: leave preprocess.actors null")
+        from caption.prompts import PROMPTS
+
+        chinese = [p for p in self.prompts if PROMPTS[p].lang == "zh"]
+        if chinese and self.budget.encoder == "t5":
+            raise ValueError(f"budget.encoder t5 has no Chinese vocabulary (prompts {chinese}): use chatglm3 "
+                             "(Kolors' encoder) or clip for Chinese captions")
         return self
 
 

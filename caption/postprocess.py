@@ -22,11 +22,13 @@ Only the first ``MAX_RAW_CHARS`` characters of ``raw`` are read (bounded work on
 """
 from __future__ import annotations
 
+import unicodedata
+
 import regex
 
 from caption import tokens
 
-VERSION = "1"  # bump when a rule changes what a caption becomes (it is part of the caption group version)
+VERSION = "2"  # bump when a rule changes what a caption becomes (it is part of the caption group version)
 MAX_RAW_CHARS = 16_000
 SENTENCE_CUT_MIN_SHARE = 0.5  # a sentence cut that keeps less of the budget than this loses to a word cut
 SHORT_UNIT, SHORT_REPEATS, LONG_REPEATS = 3, 3, 2  # a loop: 3+ copies of <= 3 tokens, 2+ copies of more
@@ -64,7 +66,7 @@ _OPENINGS = [regex.compile(p, regex.I) for p in (
     r"(?:sure|certainly|of course|okay|ok|absolutely)\s*[!.,]\s*",
     r"here(?:'s| is| are)\s+(?:a|an|the)?\s*(?:\w+\s+){0,3}(?:description|caption)s?(?:\s+of\s+(?:the|this)\s+\w+)?\s*[:.]\s*",
     r"(?:image\s+)?(?:description|caption)\s*:\s*",
-    rf"(?:the|this)\s+{_MEDIUM}\s+{_VERB}\s+",
+    rf"(?:the|this)\s+{_MEDIUM}\s+{_VERB}(?:\s+|[\s.:…]*$)",
     rf"(?:the|this)\s+{_MEDIUM}\s+is\s+(?=an?\s)",
     rf"(?:in|within)\s+(?:the|this)\s+{_MEDIUM}\s*,?\s*(?:(?:we|you|i)\s+can\s+see|there\s+(?:is|are)|(?:is|are)\s+shown)?\s*,?\s*",
     r"this\s+is\s+(?:an?\s+)?(?:image|picture|photo|photograph)\s+(?:of|showing|depicting)\s+",
@@ -88,11 +90,28 @@ def finish(raw: str, encoder: str, limit: int) -> tuple[str, int]:
     return fit(clean(raw), encoder, limit)
 
 
+_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
+# A model that declines to describe the image: no caption (the row trains on its original one).
+_REFUSAL = regex.compile(
+    r"^\s*(?:(?:i'?m|i am)?\s*(?:sorry|apologi[sz]e)[^.!?]{0,40}?\b(?:can(?:'|no)?t|unable|not able)\b"
+    r"|i\s+can(?:'|no)?t\s+(?:help|assist|describe|provide|caption)|i\s*(?:am|'m)\s+(?:unable|not able)\s+to"
+    r"|as an ai\b|(?:抱歉|对不起)[^。！？]{0,10}?(?:无法|不能)|我(?:无法|不能)(?:描述|提供|帮助))", regex.I)
+REFUSAL_MAX_CHARS = 240
+
+
+def _visible(text: str) -> str:
+    """Control characters (but tab and newline) and zero-width characters out."""
+    return "".join(ch for ch in text if (ch in "\t\n\r" or unicodedata.category(ch) != "Cc") and ch not in _INVISIBLE)
+
+
 def clean(raw: str) -> str:
     """Plain caption text: markdown flattened, boilerplate and loops out, a cut-off fragment dropped."""
     if not raw or not raw.strip():
         return ""
-    lines = [_strip_openings(line) for line in _plain_lines(raw[:MAX_RAW_CHARS])]
+    raw = _visible(raw[:MAX_RAW_CHARS])
+    if _REFUSAL.match(raw) and len(raw.strip()) <= REFUSAL_MAX_CHARS:
+        return ""
+    lines = [_strip_openings(line) for line in _plain_lines(raw)]
     text = _normalise_space(" ".join(line for line in lines if line))
     text = _strip_openings(text)
     text = _drop_repeated_sentences(_collapse_loops(text))
@@ -213,7 +232,11 @@ def _collapse_loops(text: str) -> str:
             i += 1
             continue
         k, r = best
-        cuts.append((found[i + k - 1].end(), found[i + k * r - 1].end()))
+        end = found[i + k * r - 1].end()
+        rest = words[i + k * r:]
+        if 0 < len(rest) < k + 1 and rest[:-1] == words[i:i + len(rest) - 1] and words[i + len(rest) - 1].startswith(rest[-1]):
+            end = len(text)  # the loop ran into the token limit: its cut-off last copy goes too
+        cuts.append((found[i + k - 1].end(), end))
         i += k * r
     for start, end in reversed(cuts):
         text = text[:start] + text[end:]

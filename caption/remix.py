@@ -42,7 +42,7 @@ def remix(input: str, output: str | None, ratio: float, seed: int, version: str 
             write_manifest(target.store, manifest)
         return name, versions[name]["settings"].get("mix_counts", {})
     settings = dict(versions[base]["settings"])
-    writer = GroupWriter(target.uri, GROUP, name, "caption mix", {})
+    writer = GroupWriter(target.store.spec, GROUP, name, "caption mix", {})
     counts: Counter = Counter()
     for unit in writer.units:
         table = target.read_unit(unit, ["row_key", "id", "caption", *GROUPS[GROUP][1:]], versions={GROUP: base})

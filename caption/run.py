@@ -45,11 +45,11 @@ from caption.stage import STAGE_OUT, CaptionStage, preprocess
 from caption.target import open_target
 from curate import ray_adapter
 from curate.groups import GroupWriter
-from curate.layout import STAGING, Unit
+from curate.layout import STAGING, OutputError, Unit
 from curate.lock import output_lock
 from curate.logs import say
 from curate.progress import progress_bar
-from curate.reader import Output
+from curate.reader import Output, open_output
 from curate.schema import group_schema, subschema
 
 GROUP = "captions"
@@ -74,7 +74,9 @@ def text_settings(cfg: CaptionConfig, model_ref: str) -> dict:
         "postprocess": postprocess.VERSION,
     }
     if cfg.backend == "openai":
-        settings["endpoint"] = cfg.openai.base_url
+        from caption.backends.openai import _safe_url
+
+        settings["endpoint"] = _safe_url(cfg.openai.base_url)  # never a user:password@ part
     return settings
 
 
@@ -201,20 +203,47 @@ def _remove_staging(target: Output, version: str) -> None:
             (store.local_root / folder).rmdir()
 
 
+def _check_settings(target: Output, version: str, earlier: str | None, settings: dict) -> None:
+    """A fixed ``version:`` never mixes captions made with other text settings."""
+    made = target.manifest["groups"][GROUP][earlier]["settings"] if earlier else None
+    staged_file = f"{_staging(version)}/settings.json"
+    started = target.store.read_json(staged_file) if target.store.exists(staged_file) else None
+    for what, other in (("captions " + str(earlier), made), ("the staged run of " + version, started)):
+        if other is not None and any(other.get(k) != v for k, v in settings.items()):
+            changed = sorted(k for k, v in settings.items() if other.get(k) != v)
+            raise OutputError(f"{what} was made with other settings ({', '.join(changed)}): set another version: "
+                              f"in the config (or delete {target.store.display(_staging(version))} to drop the staged run)")
+    if started is None:
+        target.store.write_json(staged_file, settings)
+
+
+def _stages(cfg: CaptionConfig, target: Output, model_ref: str) -> list:
+    stages = [ray_adapter.Stage(functools.partial(preprocess, root=target.store.spec, side=cfg.model.image_side,
+                                                  batch_size=cfg.stage.batch_size), cfg.preprocess)]
+    if cfg.backend == "vllm":
+        from caption.backends import vllm
+
+        return stages + vllm.stages(cfg, model_ref)
+    return stages + [ray_adapter.Stage(CaptionStage, cfg.stage, (cfg,))]
+
+
 def run(input: str, output: str | None, cfg: CaptionConfig) -> CaptionResult:
     problem = backends.check(cfg)
     if problem:
         raise CaptionUnavailable(problem)
     model_ref = backends.build(cfg).model_ref
-    target = open_target(input, output)
     settings = text_settings(cfg, model_ref)
-    earlier, version = _family(target, version_of(cfg, settings))
     started = time.monotonic()
     record: dict = {}
-    with output_lock(target.store, "caption run"):
+    store = open_target(input, output).store
+    with output_lock(store, "caption run"):  # held until the group is committed: one caption run at a time
+        target = open_output(store.spec)
+        earlier, version = _family(target, version_of(cfg, settings))
+        _check_settings(target, version, earlier, settings)
         todo, kept, staged = _todo(target, version, earlier)
         remaining = sum(len(o) for o in todo.values())
         if earlier and not remaining:
+            _remove_staging(target, version)
             say(f"{target.uri}: captions {earlier} are complete (same model, revision and prompts, every kept row); "
                 "re-draw the mix with `refinery caption mix`, or set version: to caption again")
             return CaptionResult(target.uri, earlier, {}, complete_before=True)
@@ -224,29 +253,22 @@ def run(input: str, output: str | None, cfg: CaptionConfig) -> CaptionResult:
             f"({cfg.backend}: {model_ref})")
         if remaining:
             stager = _Stager(target, version, target.units)
-            stages = [ray_adapter.Stage(functools.partial(preprocess, root=target.store.spec, side=cfg.model.image_side,
-                                                          batch_size=cfg.stage.batch_size), cfg.preprocess)]
-            if cfg.backend == "vllm":
-                from caption.backends import vllm
-
-                stages += vllm.stages(cfg, model_ref)
-            else:
-                stages.append(ray_adapter.Stage(CaptionStage, cfg.stage, (cfg,)))
             with progress_bar("caption", remaining, "images", record=record) as advance:
-                for batch in ray_adapter.stream(_items({u: o for u, o in todo.items() if o}), stages, cfg.ray):
+                for batch in ray_adapter.stream(_items({u: o for u, o in todo.items() if o}), _stages(cfg, target, model_ref),
+                                                cfg.ray):
                     advance(stager.add(batch))
-    writer = GroupWriter(target.uri, GROUP, version, "caption run", {})
-    mix_counts: Counter = Counter()
-    counts: Counter = Counter()
-    for unit in writer.units:
-        table, unit_mix, unit_status = _unit_table(target, version, earlier, unit, cfg)
-        mix_counts.update(unit_mix)
-        counts.update(unit_status)
-        writer.write(unit, table)
-    writer.settings = {**settings, **({"extends": earlier} if earlier else {}), "mix": cfg.mix.model_dump(), "mix_counts": dict(sorted(mix_counts.items())),
-                       "status_counts": dict(sorted(counts.items())),
-                       "resumed_rows": staged, "captioned_rows": remaining,
-                       "run": {"wall_seconds": round(time.monotonic() - started, 3), **record.get("caption", {})}}
-    writer.commit()
-    _remove_staging(target, version)
+        writer = GroupWriter(store.spec, GROUP, version, "caption run", {})
+        mix_counts: Counter = Counter()
+        counts: Counter = Counter()
+        for unit in writer.units:
+            table, unit_mix, unit_status = _unit_table(target, version, earlier, unit, cfg)
+            mix_counts.update(unit_mix)
+            counts.update(unit_status)
+            writer.write(unit, table)
+        writer.settings = {**settings, **({"extends": earlier} if earlier else {}), "mix": cfg.mix.model_dump(),
+                           "mix_counts": dict(sorted(mix_counts.items())), "status_counts": dict(sorted(counts.items())),
+                           "resumed_rows": staged, "captioned_rows": remaining,
+                           "run": {"wall_seconds": round(time.monotonic() - started, 3), **record.get("caption", {})}}
+        writer.commit(locked=True)
+        _remove_staging(target, version)
     return CaptionResult(target.uri, version, {**dict(counts), **{f"mix_{k}": v for k, v in mix_counts.items()}})

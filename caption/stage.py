@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 
 def preprocess(items: pa.Table, root: str, side: int, batch_size: int) -> Iterator[pa.Table]:
     output = open_output(root)
-    decode_cfg = DecodeConfig()
+    # The decode settings the output was measured with: an image it kept under its own limits decodes here too.
+    try:
+        decode_cfg = DecodeConfig.model_validate(output.manifest.get("measured_with", {}).get("decode") or {})
+    except ValueError:  # an output written by another refinery version: the defaults
+        decode_cfg = DecodeConfig()
     for item in items.to_pylist():
         table = output.read_unit(Unit(item["partition"], item["start"], item["unit_rows"]),
                                  ["row_key", "image", "caption", "ocr_text"])
@@ -120,6 +124,8 @@ class CaptionStage:
     def _chunk(self, images, prompts) -> list[str | CaptionFailure]:
         try:
             texts = self.backend.caption(images, prompts)
+            if len(texts) != len(images):
+                raise RuntimeError(f"backend {self.cfg.backend} returned {len(texts)} captions for {len(images)} images")
         except CaptionUnavailable:
             raise
         except Exception as err:  # noqa: BLE001 - every failure becomes a row
@@ -135,8 +141,6 @@ class CaptionStage:
                 return [_failure(err)]
             log.warning("caption: a batch of %d raised %s; retrying image by image", len(images), type(err).__name__)
             return [self._chunk([i], [p])[0] for i, p in zip(images, prompts)]
-        if len(texts) != len(images):
-            raise RuntimeError(f"backend {self.cfg.backend} returned {len(texts)} captions for {len(images)} images")
         return texts
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -6,9 +6,11 @@ any other group:
 - ``write(unit, table)``: ``table`` holds that unit's rows, every one of them, in the unit's
   order (``row_key`` equal to the images file's; a row the stage skipped carries nulls), and
   is conformed strictly to ``group_schema(group)``. Anything else is a ``GroupError``.
-- ``commit(make_current=True)``: once every unit is written, the version is added to the
-  manifest (rewritten under the output lock, so concurrent writers of other groups do not
-  lose each other's entries) and, by default, becomes the group's current version. A writer
+- ``commit(make_current=True, locked=False)``: once every unit is written, the version is added
+  to the manifest (rewritten under the output lock, so concurrent writers of other groups do
+  not lose each other's entries) and, by default, becomes the group's current version.
+  ``locked``: the caller already holds the output lock (``curate.lock.output_lock``) for the
+  whole write, which it must then keep until ``commit`` returns. A writer
   that is killed before ``commit`` leaves files the manifest does not list: the output reads
   exactly as before, and the next ``run``/``retune`` cleanup removes them.
 A version already in the manifest is refused (write a new version beside it); rules and the
@@ -60,17 +62,22 @@ class GroupWriter:
         self.files[unit.name] = info
         return info
 
-    def commit(self, make_current: bool = True) -> dict:
+    def commit(self, make_current: bool = True, locked: bool = False) -> dict:
         missing = [u.name for u in self.output.units if u.name not in self.files]
         if missing:
             raise GroupError(f"{len(missing)} units not written yet (first: {missing[0]}); nothing committed")
+        if locked:
+            return self._commit(make_current)
+        with output_lock(self.output.store, f"add group {self.group}/{self.version}"):
+            return self._commit(make_current)
+
+    def _commit(self, make_current: bool) -> dict:
         store = self.output.store
-        with output_lock(store, f"add group {self.group}/{self.version}"):
-            manifest = read_manifest(store)
-            if units_of(manifest) != self.output.units:
-                raise GroupError(f"{store.display()} changed while the group was written; write it again")
-            manifest["groups"].setdefault(self.group, {})[self.version] = group_version(self.stage, self.settings, self.files)
-            if make_current:
-                manifest["current"][self.group] = self.version
-            write_manifest(store, manifest)
+        manifest = read_manifest(store)
+        if units_of(manifest) != self.output.units:
+            raise GroupError(f"{store.display()} changed while the group was written; write it again")
+        manifest["groups"].setdefault(self.group, {})[self.version] = group_version(self.stage, self.settings, self.files)
+        if make_current:
+            manifest["current"][self.group] = self.version
+        write_manifest(store, manifest)
         return manifest

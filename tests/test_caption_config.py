@@ -55,6 +55,7 @@ def test_the_python_defaults_are_the_bundled_file_with_every_key_spelled_out():
     ("mix: {ratio: 1.5}", "ratio"),
     ("model: {max_new_tokens: '200'}", "max_new_tokens"),
     ("version: a/b", "without '/'"),
+    ("{prompts: [detailed-zh], budget: {encoder: t5}}", "no Chinese vocabulary"),
     ("extra_knob: 1", "extra_knob"),
 ])
 def test_bad_settings_are_one_line_naming_the_problem(tmp_path, text, words):

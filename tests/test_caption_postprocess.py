@@ -221,3 +221,11 @@ def test_estimate_grows_with_the_text_and_weighs_characters():
     assert tokens.count("一只猫𠀀", "chatglm3") == base + 4  # a rare (Extension B) character: its 4 bytes
     assert tokens.count("一只猫𠀀", "t5") == tokens.count("一只猫", "t5") + 1  # T5: one <unk>
     assert tokens.count("ｃａｔ", "t5") == tokens.count("cat", "t5")  # NFKC, as SentencePiece normalises
+
+
+def test_a_refusal_is_no_caption():
+    from caption import postprocess
+
+    for raw in ("I'm sorry, but I can't help with that.", "I cannot describe this image.", "抱歉，我无法描述这张图片。"):
+        assert postprocess.clean(raw) == "", raw
+    assert postprocess.clean("I am sorry to say the dog looks tired. A brown dog sleeps on a porch.") != ""  # not a refusal

@@ -247,7 +247,8 @@ class OpenAIBackend:
                     result = _answer_text(response)
                     if isinstance(result, CaptionFailure):
                         log.warning("caption request failed: %s", result.message)
-                    return result, False
+                        return CaptionFailure(self._scrub(result.message)), False
+                    return self._scrub(result), False  # an endpoint that echoes the key never gets it into a shard
                 if status not in RETRIED_STATUSES and status < 500:
                     snippet = " ".join(response.text[:SNIPPET_CHARS].split())
                     failure = CaptionFailure(self._scrub(f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"))
