@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery needs Python >= 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,models,caption]"
+	$(BIN)/python -m pip install -q -e ".[dev,models,caption,annotate]"
 	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
@@ -33,7 +33,11 @@ fonts:  ## install the CJK font for the OCR tests when it is missing (apt; sudo 
 	  || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends fonts-wqy-microhei; }; \
 	else echo "make fonts: no apt-get here: install a CJK font (WenQuanYi Micro Hei) or the Chinese OCR test skips"; fi
 
-test: setup fonts  ## the whole test suite (what .ci/run runs)
+.PHONY: postgres
+postgres:  ## the PostgreSQL server the annotation store's tests use (starts or installs one when none answers)
+	@bash .ci/postgres.sh
+
+test: setup fonts postgres  ## the whole test suite (what .ci/run runs)
 	REFINERY_PROGRESS=0 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup  ## benchmarks: each prints ratios against a baseline of the same run

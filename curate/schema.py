@@ -31,7 +31,7 @@ Keys:
   DuckDB, pandas, JSON and on the command line; at 64 bytes a row it is noise beside the
   image bytes.
 
-Columns (version 7):
+Columns (version 8):
 - ``source_uri`` / ``source_index`` / ``source_key``: where the record came from: the
   file (local path or URI), the ordinal inside a container (tar sample order, Parquet row,
   0 for a plain file) and the member name or key inside it. Enough to fetch the bytes again.
@@ -74,13 +74,17 @@ Columns (version 7):
   ``_2_lang``: the second-language caption when the config asks for one), ``caption_source``
   (``original`` | ``synthetic``: the mix's seeded draw, ``CAPTION_SOURCES``),
   ``caption_status`` (``CAPTION_STATUS``) and ``caption_error``.
-- ``level`` / ``votes``: five-level grade and the annotations behind it (grade group).
+- ``grades`` group (``annotate export``): ``level`` (1 unsafe … 5 high aesthetic: the level the
+  votes decided; null for a row not graded or not final), ``votes`` (every annotator's level),
+  ``level_adjudicated`` (a tie went to another annotator, whose vote decided),
+  ``level_votes_needed``, ``grade_batch``, and the caption review: ``caption_completeness`` /
+  ``_correlation`` / ``_hallucination`` / ``_subjectivity`` (1..5, aggregated) and ``caption_votes``.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 CHANGES = {
     1: "initial schema: source reference, image, captions, size/clarity/exposure/hash stats, decisions, grades",
@@ -93,9 +97,14 @@ CHANGES = {
     "and embeddings group (clip_embedding); reasons text_heavy, faces, nsfw, low_aesthetic, watermark, semantic_duplicate",
     7: "captions group: caption_synthetic_prompt, _lang, _tokens, _seconds, the second-language caption_synthetic_2 "
     "(and its _prompt, _lang), caption_source (the mix's draw), caption_status, caption_error",
+    8: "grades group: level_adjudicated, level_votes_needed, grade_batch, the four caption scores "
+    "(caption_completeness, _correlation, _hallucination, _subjectivity) and caption_votes",
 }
 
 VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()), pa.field("level", pa.int8())])
+CAPTION_CRITERIA = ("completeness", "correlation", "hallucination", "subjectivity")  # Kolors' caption review, 1..5 each
+CAPTION_VOTE_TYPE = pa.struct([pa.field("annotator", pa.string()),
+                               *[pa.field(c, pa.int8()) for c in CAPTION_CRITERIA]])
 
 # Stat columns written by the CPU filters (curate.filters). Model stages add theirs later.
 STAT_FIELDS = [
@@ -186,6 +195,15 @@ CAPTION_FIELDS = [
 CAPTION_STATUS = ("ok", "caption_failed", "caption_empty", "not_kept")
 CAPTION_SOURCES = ("original", "synthetic")
 
+# The grades group (``annotate export``), beside ``level`` / ``votes``.
+GRADE_FIELDS = [
+    pa.field("level_adjudicated", pa.bool_()),
+    pa.field("level_votes_needed", pa.int8()),
+    pa.field("grade_batch", pa.string()),
+    *[pa.field(f"caption_{c}", pa.int8()) for c in CAPTION_CRITERIA],
+    pa.field("caption_votes", pa.list_(CAPTION_VOTE_TYPE)),
+]
+
 _BASE_FIELDS = [
         pa.field("row_key", pa.int64()),
         pa.field("id", pa.string(), nullable=False),
@@ -216,6 +234,7 @@ _BASE_FIELDS = [
         pa.field("dup_of", pa.string()),
         pa.field("level", pa.int8()),
         pa.field("votes", pa.list_(VOTE_TYPE)),
+        *GRADE_FIELDS,
 ]
 
 _KINDS = {
@@ -228,7 +247,7 @@ _KINDS = {
     "keep": "decision", "reasons": "decision", "dup_of": "decision",
     "caption_synthetic": "caption", "caption_synthetic_model": "caption",
     **{f.name: "caption" for f in CAPTION_FIELDS},
-    "level": "grade", "votes": "grade",
+    "level": "grade", "votes": "grade", **{f.name: "grade" for f in GRADE_FIELDS},
     "ocr_text": "text", "ocr_boxes": "box", "face_boxes": "box", "model_pass": "decision", "model_error": "decision",
     "clip_embedding": "embedding",
 }
@@ -268,7 +287,7 @@ GROUPS: dict[str, list[str]] = {
     "models": ["row_key", *[f.name for f in MODEL_FIELDS]],
     "embeddings": ["row_key", *[f.name for f in EMBEDDING_FIELDS]],
     "captions": ["row_key", "caption_synthetic", "caption_synthetic_model", *[f.name for f in CAPTION_FIELDS]],
-    "grades": ["row_key", "level", "votes"],
+    "grades": ["row_key", "level", "votes", *[f.name for f in GRADE_FIELDS]],
 }
 
 

@@ -1,0 +1,306 @@
+"""The annotation store's operations, used by the CLI, the review app, the importer and the exporter.
+
+``Store.open(url)`` reaches a store whose schema is at the Alembic head (else ``StoreError``: run
+``refinery annotate init``); ``Store.init(url)`` creates or migrates it and returns the revision.
+Every write is one transaction run by ``db.in_transaction`` (SQLite: BEGIN IMMEDIATE, retried while
+busy). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
+claims take ``FOR UPDATE SKIP LOCKED`` and re-check the item in a fresh statement once locked, so a
+count from an older snapshot never over-assigns it). Invariant: an item's votes plus its live
+claims by others never exceed ``votes_needed`` when a claim is granted; a vote beyond
+``votes_needed``, a second vote of one annotator (also a UNIQUE constraint), or a vote on a final
+item is a ``VoteRefused`` naming the reason. Levels settle through ``aggregate.final_level``
+(grade mode); a caption-mode item is done once it has ``votes_needed`` votes. Annotators see and
+undo only their own votes; batches, items, every vote, finals and the team's status need a lead.
+Batches are named by their name (str). Times are UTC.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from annotate import access, migrate, store_queries
+from annotate.store_queries import n_votes, offerable, others_claims
+from annotate.access import AccessError
+from annotate.aggregate import final_level
+from annotate.db import (SCORE_COLUMNS, Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
+                         WriteQueue, in_transaction, normalize_url, utcnow, write_engine)
+
+__all__ = ["Store", "StoreError", "AccessError", "VoteRefused", "ITEM_FIELDS"]
+ITEM_FIELDS = ("row_key", "image_id", "source_uri", "unit", "caption", "caption_synthetic", "hints_json", "thumbnail")
+MODES, TIE_POLICIES = ("grade", "caption"), ("adjudicate", "median")
+
+
+class VoteRefused(ValueError):
+    """A vote (or undo, skip) the rules refuse; the message says why."""
+
+
+def _audit(s: Session, user: User | None, action: str, item_id: int | None = None, **detail) -> None:
+    s.add(Audit(user_id=user.id if user else None, action=action, item_id=item_id, detail_json=json.dumps(detail, sort_keys=True)))
+
+
+def _check_vote(mode: str, level: int | None, scores: dict | None) -> dict:
+    def one_to_five(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5
+    if level is not None and not one_to_five(level):
+        raise VoteRefused(f"level must be 1..5, got {level!r}")
+    if mode == "grade" and level is None:
+        raise VoteRefused("a grade vote needs a level 1..5")
+    scores = dict(scores or {})
+    if set(scores) - set(SCORE_COLUMNS) or not all(one_to_five(v) for v in scores.values()):
+        raise VoteRefused(f"caption scores take the criteria {', '.join(SCORE_COLUMNS)}, each 1..5; got {scores!r}")
+    if mode == "caption" and set(scores) != set(SCORE_COLUMNS):
+        raise VoteRefused(f"a caption vote needs all four scores ({', '.join(SCORE_COLUMNS)})")
+    return scores
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = engine_for(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(write_engine(self.engine), expire_on_commit=False)
+        self._queue = WriteQueue.for_url(url)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> "Store":
+        url = url or default_url()
+        have, head = migrate.current(url), migrate.head()
+        if have != head:
+            state = "has no annotation schema" if have is None else f"is at revision {have}, the code needs {head}"
+            shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+            raise StoreError(f"the store {shown} {state}: run `refinery annotate init --db {shown}`")
+        return cls(url)
+
+    @staticmethod
+    def init(url: str | None = None) -> str:
+        return migrate.upgrade(url or default_url())
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._queue is not None:
+            self._queue.close()
+
+    def _tx(self, work):
+        return in_transaction(self._write, work, self._queue)
+
+    # -- users ---------------------------------------------------------------------------------
+    def add_user(self, by: User | None, name: str, role: str) -> str:
+        """Add a user; returns their token (shown once). ``by`` None only to bootstrap the first lead."""
+        def work(s):
+            token = access.add_user(s, name, role, by)
+            _audit(s, by, "user_add", name=name, role=role)
+            return token
+        return self._tx(work)
+
+    def has_users(self) -> bool:
+        """Whether the store has a lead yet (before that, the first ``add_user`` needs no one)."""
+        with self._read() as s:
+            return access.has_lead(s)
+
+    def login(self, name: str, token: str | None) -> User:
+        with self._read() as s:
+            return access.authenticate(s, name, token)
+
+    # -- batches and items (lead) --------------------------------------------------------------
+    def _batch(self, s: Session, name: str) -> Batch:
+        batch = s.scalar(select(Batch).where(Batch.name == name))
+        if batch is None:
+            raise StoreError(f"no batch named {name!r}")
+        return batch
+
+    def add_batch(self, lead: User, name: str, votes_per_item: int = 3, tie_policy: str = "adjudicate",
+                  unsafe_veto: bool = False, mode: str = "grade", source_uri: str = "") -> Batch:
+        """A new batch, or the existing one of that name when its settings are the same."""
+        if mode not in MODES or tie_policy not in TIE_POLICIES or not 1 <= votes_per_item <= 20:
+            raise StoreError(f"a batch takes mode {MODES}, tie_policy {TIE_POLICIES}, votes_per_item 1..20")
+        wanted = dict(votes_per_item=votes_per_item, tie_policy=tie_policy, unsafe_veto=unsafe_veto, mode=mode)
+
+        def work(s):
+            access.require_lead(s, lead, "adding a batch")
+            batch = s.scalar(select(Batch).where(Batch.name == name))
+            if batch is not None:
+                if {k: getattr(batch, k) for k in wanted} != wanted:
+                    raise StoreError(f"batch {name!r} exists with other settings")
+                return batch
+            batch = Batch(name=name, source_uri=source_uri, **wanted)
+            s.add(batch)
+            s.flush()
+            _audit(s, lead, "batch_add", name=name, source_uri=source_uri, **wanted)
+            return batch
+        return self._tx(work)
+
+    def add_items(self, lead: User, batch: str, items: list[dict]) -> int:
+        """Add items (keys: ITEM_FIELDS; row_key and image_id required); rows already in the batch are
+        left as they are. Returns how many were added."""
+        for row in items:
+            if set(row) - set(ITEM_FIELDS) or "row_key" not in row or "image_id" not in row:
+                raise StoreError(f"an item takes the keys {ITEM_FIELDS} (row_key, image_id required); got {sorted(row)}")
+
+        def work(s):
+            access.require_lead(s, lead, "adding items")
+            found = self._batch(s, batch)
+            keys = [int(row["row_key"]) for row in items]
+            have = set(s.scalars(select(Item.row_key).where(Item.batch_id == found.id, Item.row_key.in_(keys)))) if keys else set()
+            now, fresh, seen = utcnow(), [], set()
+            for row in items:
+                key = int(row["row_key"])
+                if key in have or key in seen:
+                    continue
+                seen.add(key)
+                fresh.append({"source_uri": "", "unit": "", "hints_json": "{}", **row, "row_key": key,
+                              "batch_id": found.id, "votes_needed": found.votes_per_item, "adjudicated": False, "created": now})
+            if fresh:
+                s.execute(insert(Item), fresh)
+            _audit(s, lead, "items_add", batch=batch, added=len(fresh), given=len(items))
+            return len(fresh)
+        return self._tx(work)
+
+    # -- annotating ----------------------------------------------------------------------------
+    def claim_next(self, user: User, batch: str | None = None, lease_s: float = 600) -> Item | None:
+        """The user's own live claim (lease renewed), else a newly claimed item; None when nothing is left."""
+        def work(s):
+            if s.bind.dialect.name == "postgresql":  # a lease lost in a server crash only expires early
+                s.execute(text("SET LOCAL synchronous_commit = off"))
+            now = utcnow()
+            until = now + timedelta(seconds=lease_s)
+            in_batch = [Item.batch_id == self._batch(s, batch).id] if batch is not None else []
+            s.execute(delete(Claim).where(Claim.user_id == user.id, Claim.expires_at <= now))
+            own = s.scalar(select(Claim).join(Item, Item.id == Claim.item_id)
+                           .where(Claim.user_id == user.id, Item.final_level.is_(None), *in_batch).order_by(Claim.id).limit(1))
+            if own is not None:
+                own.expires_at = until
+                return s.get(Item, own.item_id)
+            for _ in range(100):
+                item = s.scalar(select(Item).where(offerable(user.id, now), *in_batch).order_by(Item.id).limit(1)
+                                .with_for_update(skip_locked=True, of=Item))
+                if item is None:
+                    return None
+                # Locked now: a fresh statement sees every claim and vote committed before the lock.
+                if s.scalar(select(Item.id).where(Item.id == item.id, offerable(user.id, now))) is not None:
+                    s.add(Claim(item_id=item.id, user_id=user.id, expires_at=until, created=now))
+                    return item
+            return None
+        return self._tx(work)
+
+    def _locked_item(self, s: Session, item_id: int) -> tuple[Item, Batch]:
+        item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
+        if item is None:
+            raise VoteRefused(f"there is no item {item_id}")
+        return item, s.get(Batch, item.batch_id)
+
+    @staticmethod
+    def _settle(s: Session, item: Item, batch: Batch) -> None:
+        """Recompute the item's final level and votes needed from its votes (grade mode)."""
+        if batch.mode != "grade":
+            return
+        levels = list(s.scalars(select(Vote.level).where(Vote.item_id == item.id).order_by(Vote.id)))
+        item.final_level, item.adjudicated, item.votes_needed = final_level(
+            levels, batch.votes_per_item, batch.tie_policy, batch.unsafe_veto)
+
+    @staticmethod
+    def _is_done(s: Session, item: Item, batch: Batch) -> bool:
+        return item.final_level is not None or (batch.mode == "caption" and s.scalar(n_votes(item.id)) >= item.votes_needed)
+
+    def vote(self, user: User, item_id: int, level: int | None = None, note: str | None = None,
+             scores: dict[str, int] | None = None) -> Vote:
+        def work(s):
+            now = utcnow()
+            item, batch = self._locked_item(s, item_id)
+            checked = _check_vote(batch.mode, level, scores)
+            if s.scalar(select(Vote.id).where(Vote.item_id == item_id, Vote.user_id == user.id)) is not None:
+                raise VoteRefused(f"you already voted on item {item_id} (from another terminal?); undo it to change it")
+            if item.final_level is not None:
+                raise VoteRefused(f"item {item_id} is final (level {item.final_level}); it takes no more votes")
+            votes = s.scalar(n_votes(item_id))
+            mine = s.scalar(select(Claim.id).where(Claim.item_id == item_id, Claim.user_id == user.id, Claim.expires_at > now))
+            others = s.scalar(others_claims(item_id, user.id, now))
+            if votes >= item.votes_needed or (mine is None and votes + others >= item.votes_needed):
+                raise VoteRefused(f"item {item_id} has all the votes it needs (your claim expired or you never claimed it)")
+            vote = Vote(item_id=item_id, user_id=user.id, level=level, note=note or None, created=now, **checked)
+            s.add(vote)
+            s.flush()
+            s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id))
+            self._settle(s, item, batch)
+            _audit(s, user, "vote", item_id, level=level, scores=checked, final=item.final_level)
+            return vote
+        try:
+            return self._tx(work)
+        except IntegrityError as exc:
+            if "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower():
+                raise VoteRefused(f"you already voted on item {item_id} (from another terminal?)") from None
+            raise StoreError(f"vote on item {item_id} violates the schema: {str(exc.orig).splitlines()[0]}") from None
+
+    def skip(self, user: User, item_id: int) -> None:
+        """The item is not offered to this user again; their claim on it is released."""
+        def work(s):
+            self._locked_item(s, item_id)
+            if s.get(Skip, (item_id, user.id)) is None:
+                s.add(Skip(item_id=item_id, user_id=user.id))
+            s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id))
+            _audit(s, user, "skip", item_id)
+        self._tx(work)
+
+    def undo_last(self, user: User, lease_s: float = 600) -> Vote | None:
+        """Remove the user's latest vote while its item is not final; the user gets a claim on the item
+        back (lease ``lease_s``). None when the user has no vote."""
+        def work(s):
+            last = s.scalar(select(Vote).where(Vote.user_id == user.id).order_by(Vote.id.desc()).limit(1))
+            if last is None:
+                return None
+            item, batch = self._locked_item(s, last.item_id)
+            if self._is_done(s, item, batch):
+                raise VoteRefused(f"item {item.id} is final; your vote on it can no longer be undone")
+            s.delete(last)
+            s.flush()
+            self._settle(s, item, batch)
+            now = utcnow()
+            s.add(Claim(item_id=item.id, user_id=user.id, expires_at=now + timedelta(seconds=lease_s), created=now))
+            _audit(s, user, "undo", item.id, level=last.level)
+            return last
+        return self._tx(work)
+
+    def import_vote(self, lead: User, batch: str, image_id: str, annotator: str, level: int,
+                    note: str | None = None) -> Vote:
+        """A vote made elsewhere (``import-votes``), for ``annotator`` on the batch's item of ``image_id``,
+        under the rules of ``vote`` (one per annotator, never beyond what the item needs, not on a final item)."""
+        with self._read() as s:
+            access.require_lead(s, lead, "importing votes")
+            user = s.scalar(select(User).where(User.name == annotator))
+            item = s.scalar(select(Item).where(Item.batch_id == self._batch(s, batch).id, Item.image_id == image_id))
+        if user is None:
+            raise VoteRefused(f"no user named {annotator!r} (add them with `refinery annotate users add`)")
+        if item is None:
+            raise VoteRefused(f"batch {batch!r} has no item with id {image_id[:16]!r}")
+        return self.vote(user, item.id, level, note)
+
+    def batch_settings(self, user: User, batch: str) -> dict:
+        with self._read() as s:
+            b = self._batch(s, batch)
+            return {"votes_per_item": b.votes_per_item, "tie_policy": b.tie_policy, "unsafe_veto": b.unsafe_veto,
+                    "mode": b.mode, "source_uri": b.source_uri}
+
+    # -- reading (queries in annotate/store_queries.py) ----------------------------------------------
+    def status(self, user: User, batch: str | None = None) -> dict:
+        """An annotator: their own done_today, done_total, left. A lead also gets ``batches`` (items, final,
+        votes, votes_left per batch) and ``annotators`` (done_today, done_total, left per user)."""
+        with self._read() as s:
+            return store_queries.status(s, user, self._batch(s, batch).id if batch is not None else None)
+
+    def votes(self, lead: User, batch: str) -> list[tuple]:
+        """Every vote of the batch: (row_key, image_id, annotator, level, scores dict, created), by row_key."""
+        with self._read() as s:
+            access.require_lead(s, lead, "reading every vote")
+            return store_queries.votes(s, self._batch(s, batch))
+
+    def finals(self, lead: User, batch: str) -> list[dict]:
+        """Per item of the batch (by row_key): row_key, image_id, source_uri, unit, level (None while not final),
+        adjudicated, votes_needed, votes [(annotator, level)] in order cast, scores {criterion: aggregated or
+        None} and caption_votes [{annotator, completeness, correlation, hallucination, subjectivity}]."""
+        with self._read() as s:
+            access.require_lead(s, lead, "reading the finals")
+            return store_queries.finals(s, self._batch(s, batch))

@@ -1,0 +1,98 @@
+"""The annotation store's SQL expressions and its read-only reports (used by ``annotate.store.Store``).
+
+``offerable(user_id, now)``: an item this user may claim now (not final, not voted or skipped by
+them, its votes plus live claims by others below ``votes_needed``); ``n_votes``/``others_claims``
+count an item's votes and the live claims of other users. ``progress``, ``status``, ``votes`` and
+``finals`` read inside a session the caller opened (``Store`` checks roles before calling them).
+Times come back in UTC; "today" is the local calendar day.
+"""
+from __future__ import annotations
+
+from datetime import datetime, time as day_time, timezone
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from annotate.aggregate import final_scores
+from annotate.db import SCORE_COLUMNS, Batch, Claim, Item, Skip, User, Vote, utcnow
+
+
+def n_votes(item_id):
+    return select(func.count()).select_from(Vote).where(Vote.item_id == item_id)
+
+
+def others_claims(item_id, user_id: int, now: datetime):
+    return select(func.count()).select_from(Claim).where(Claim.item_id == item_id, Claim.user_id != user_id, Claim.expires_at > now)
+
+
+def offerable(user_id: int, now: datetime):
+    return and_(Item.final_level.is_(None),
+                ~exists().where(Vote.item_id == Item.id, Vote.user_id == user_id),
+                ~exists().where(Skip.item_id == Item.id, Skip.user_id == user_id),
+                n_votes(Item.id).scalar_subquery() + others_claims(Item.id, user_id, now).scalar_subquery() < Item.votes_needed)
+
+
+def progress(s: Session, user_id: int, batch_id: int | None) -> dict:
+    """done_today, done_total (this user's votes) and left (items this user could still claim)."""
+    local_now = datetime.now().astimezone()
+    today = datetime.combine(local_now.date(), day_time(), local_now.tzinfo).astimezone(timezone.utc)
+    in_batch = [Item.batch_id == batch_id] if batch_id is not None else []
+    mine = select(func.count()).select_from(Vote).join(Item, Item.id == Vote.item_id).where(Vote.user_id == user_id, *in_batch)
+    left = select(func.count()).select_from(Item).where(offerable(user_id, utcnow()), *in_batch)
+    return {"done_today": s.scalar(mine.where(Vote.created >= today)), "done_total": s.scalar(mine), "left": s.scalar(left)}
+
+
+def status(s: Session, user: User, batch_id: int | None) -> dict:
+    result = {"user": user.name, **progress(s, user.id, batch_id)}
+    stored = s.get(User, user.id)
+    if stored is None or stored.role != "lead":
+        return result
+    items = {row[0]: row[1:] for row in s.execute(select(Item.batch_id, func.count(), func.count(Item.final_level),
+                                                         func.sum(Item.votes_needed)).group_by(Item.batch_id))}
+    votes = dict(s.execute(select(Item.batch_id, func.count()).join(Vote, Vote.item_id == Item.id).group_by(Item.batch_id)).all())
+    result["batches"] = []
+    for b in s.scalars(select(Batch).order_by(Batch.id)):
+        if batch_id in (None, b.id):
+            n_items, n_final, needed = items.get(b.id, (0, 0, 0))
+            result["batches"].append({"name": b.name, "mode": b.mode, "items": n_items, "final": n_final,
+                                      "votes": votes.get(b.id, 0), "votes_left": max((needed or 0) - votes.get(b.id, 0), 0)})
+    result["annotators"] = [{"name": u.name, "role": u.role, **progress(s, u.id, batch_id)}
+                            for u in s.scalars(select(User).order_by(User.name))]
+    return result
+
+
+def _batch_rows(s: Session, batch: Batch):
+    """The batch's items (no thumbnails) by row_key, and its votes with annotator names in order cast."""
+    items = s.execute(select(Item.id, Item.row_key, Item.image_id, Item.source_uri, Item.unit, Item.final_level,
+                             Item.adjudicated, Item.votes_needed).where(Item.batch_id == batch.id).order_by(Item.row_key)).all()
+    votes = s.execute(select(Vote, User.name).join(User, User.id == Vote.user_id).join(Item, Item.id == Vote.item_id)
+                      .where(Item.batch_id == batch.id).order_by(Vote.id)).all()
+    return items, votes
+
+
+def _scores(vote: Vote) -> dict:
+    return {c: getattr(vote, c) for c in SCORE_COLUMNS if getattr(vote, c) is not None}
+
+
+def votes(s: Session, batch: Batch) -> list[tuple]:
+    items, cast = _batch_rows(s, batch)
+    keys = {item.id: (item.row_key, item.image_id) for item in items}
+    rows = [(*keys[v.item_id], name, v.level, _scores(v), v.created if v.created.tzinfo else v.created.replace(tzinfo=timezone.utc))
+            for v, name in cast]
+    return sorted(rows, key=lambda row: row[0])
+
+
+def finals(s: Session, batch: Batch) -> list[dict]:
+    items, cast = _batch_rows(s, batch)
+    by_item: dict[int, list] = {}
+    for v, name in cast:
+        by_item.setdefault(v.item_id, []).append((name, v))
+    result = []
+    for item in items:
+        mine = by_item.get(item.id, [])
+        caption_votes = [{"annotator": name, **_scores(v)} for name, v in mine if len(_scores(v)) == len(SCORE_COLUMNS)]
+        scores = final_scores([{c: cv[c] for c in SCORE_COLUMNS} for cv in caption_votes], batch.votes_per_item)
+        result.append({"row_key": item.row_key, "image_id": item.image_id, "source_uri": item.source_uri, "unit": item.unit,
+                       "level": item.final_level, "adjudicated": item.adjudicated, "votes_needed": item.votes_needed,
+                       "votes": [(name, v.level) for name, v in mine], "scores": scores, "caption_votes": caption_votes})
+    return result
