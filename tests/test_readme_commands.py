@@ -24,6 +24,8 @@ NOT_PASTED = {
     "pip install -e .": "a Ray cluster (tests/test_job_submit.py submits a real job)",
     "make report-shot": "needs Chromium (tests/test_report_parts.py covers the script)",
     "dedup: {index: /data/dedup-index}": "a fragment of a config (tests/test_incremental.py)",
+    "REFINERY_TOKEN=$(cat alice.token) refinery annotate review": "an interactive terminal app "
+                                                                   "(tests/test_annotate_app.py drives it headless)",
     "hf download THUDM/cogvlm-chat-hf": "real VLM weights and a GPU cluster (no hub is reachable; tests/test_caption_cli.py "
                                         "checks the one-line refusal without weights)",
 }
