@@ -10,15 +10,18 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery needs Python >= 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,models,caption,annotate]"
+	$(BIN)/python -m pip install -q -e ".[dev,models,caption,annotate,train]"
 	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA
+demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA, train a tiny UNet on it
 	$(BIN)/refinery curate demo --output demo-out
 	$(BIN)/refinery caption demo --output demo-out
+	$(BIN)/refinery train fit --config trainer/configs/tiny-cpu.yaml --steps 40 --resume
+	$(BIN)/refinery train sample --checkpoint demo-out/runs/tiny-cpu/ckpt-00000040 --steps 10 \
+	    --prompt "a ginger tabby cat" --prompt "a cup of coffee" --out demo-out/samples.png
 
 # The CJK font the Chinese OCR test renders with (Debian/Ubuntu fonts-wqy-microhei: 1.6 MB
 # download, 5 MB installed). Installed only when no Chinese font is there; without apt-get it

@@ -4,7 +4,8 @@ Roles are ``annotator`` and ``lead``. ``add_user`` returns the new user's token 
 only its sha256. The first user of a store must be a lead and needs no token (bootstrap); after that
 only a lead adds users. ``authenticate(session, name, token)`` returns the ``User`` or raises
 ``AccessError``; ``require_lead`` re-reads the role from the database. A token comes from ``--token``
-or ``$REFINERY_TOKEN`` (``token_from``) and is never logged or stored in clear.
+or ``$REFINERY_TOKEN`` (``token_from``) and is never logged or stored in clear; it never starts
+with '-' (so ``--token TOKEN`` always parses).
 With PostgreSQL the same store-level tokens apply (one shared database role for the team's clients).
 """
 from __future__ import annotations
@@ -54,7 +55,9 @@ def add_user(session: Session, name: str, role: str, by: User | None) -> str:
         raise AccessError("the first user of a store must be a lead: add one with --role lead")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise AccessError(f"user {name!r} exists already")
-    token = secrets.token_urlsafe(24)
+    token = "-"
+    while token.startswith("-"):  # argparse would read `--token -…` as a flag
+        token = secrets.token_urlsafe(24)
     session.add(User(name=name, role=role, token_sha256=token_sha256(token)))
     session.flush()
     return token

@@ -2,9 +2,9 @@
 
 Contract: ``ReviewApp(store, user, batch=None, mode="grade"|"caption", image_mode=None,
 full_image=None)`` claims items one at a time from ``store`` (``Store.claim_next``) for
-``user`` (a batch name or any open batch) and shows the thumbnail (``image_view``), the
-original and synthetic captions, the item's model hints, the rubric and a progress line
-(done today, left in the batch, from ``Store.status``).
+``user`` (a batch name, or any open batch of the app's mode) and shows the thumbnail
+(``image_view``), the original and synthetic captions, the item's model hints, the rubric and a
+progress line (done today, left in the batch, from ``Store.status``).
 Keys, both modes: ``s`` skip (``Store.skip``), ``u`` undo the user's last vote
 (``Store.undo_last``; an item voted in this session is shown again to be re-voted), ``n`` a
 note (an input line; enter keeps it for this item's vote, escape drops it), ``o`` the full
@@ -131,7 +131,7 @@ class ReviewApp(App):
 
     def _next(self, started: float | None) -> None:
         try:
-            item = self.store.claim_next(self.user, self.batch)
+            item = self.store.claim_next(self.user, self.batch, mode=self.mode)
         except ValueError as error:
             self.say(str(error))
             item = None

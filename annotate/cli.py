@@ -8,7 +8,8 @@ the embedded store; ``postgresql://…`` for a team sharing one server). Who run
 ``--annotator``) with the token ``users add`` printed once, from ``--token`` or
 ``$REFINERY_TOKEN``. ``import``, ``export``, ``agreement``, ``import-votes``, ``users add``
 (once a lead exists) and the team's ``status`` need a lead. A problem a user can fix (no store,
-a bad token, a refused vote, an unusable output) is one line on stderr and exit status 2.
+a store that cannot be reached, a bad token, a refused vote, a filter that does not parse, an
+unusable output) is one line on stderr, passwords masked, and exit status 2.
 """
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ import json
 import os
 import sys
 
+from sqlalchemy.exc import OperationalError
+
 from annotate.access import AccessError, token_from
 from annotate.db import StoreError, default_url
 from annotate.store import VoteRefused
 from curate.cli_safety import PipeSafe
 from curate.config import ConfigError
+from curate.expr import ExprError
+from curate.groups import GroupError
 from curate.layout import OutputError
 from curate.s3 import masked
 
@@ -103,7 +108,7 @@ def cmd_agreement(args) -> int:
 def cmd_import_votes(args) -> int:
     store, lead = _login(args)
     stored = refused = 0
-    with open(args.csv, newline="", encoding="utf-8") as f:
+    with open(args.csv, newline="", encoding="utf-8-sig") as f:
         for n, row in enumerate(csv.reader(f), 1):
             if not row or row[0].strip().lower() == "id" or row[0].startswith("#"):
                 continue
@@ -187,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
     try:
         return args.func(args)
-    except (StoreError, AccessError, VoteRefused, ConfigError, OutputError, FileNotFoundError) as err:
+    except (StoreError, AccessError, VoteRefused, ConfigError, OutputError, ExprError, GroupError,
+            FileNotFoundError) as err:
         print(masked(f"error: {err}"), file=sys.stderr)
+        return 2
+    except OperationalError as err:  # the store cannot be reached (no server, no such database, no folder)
+        first = (str(err.orig).strip() or type(err.orig).__name__).splitlines()[0]
+        print(masked(f"error: cannot reach the store {args.db}: {first}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

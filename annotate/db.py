@@ -10,7 +10,8 @@ sleeps, which starves unlucky writers for seconds under load; the kernel queue d
 ``in_transaction`` runs one unit
 of work and retries it with backoff while the database is busy (SQLite "database is locked",
 PostgreSQL deadlock or serialization failure); a caller never sees those errors, only a ``StoreError``
-once the store stayed busy for ``BUSY_GIVE_UP_S``.
+once the store stayed busy for ``BUSY_GIVE_UP_S``. A value the database refuses (sqlalchemy
+``DataError``) is a ``StoreError`` too. Error messages never show a URL's password.
 
 The schema here is the one the Alembic head (``annotate/migrations``) builds; a test checks the two agree.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import re
 import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -27,7 +29,7 @@ from typing import Callable, TypeVar
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 BUSY_TIMEOUT_MS = 5000
@@ -153,13 +155,18 @@ def default_url() -> str:
     return os.environ.get("REFINERY_DB") or "sqlite:///grading.db"
 
 
+def masked_url(url: str) -> str:
+    """``url`` with the password of any ``user:password@`` replaced by ``***``."""
+    return re.sub(r"(://[^/@\s:]*):[^/\s]*@", r"\1:***@", url)
+
+
 def normalize_url(url: str) -> str:
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain):]
     if url.startswith(("sqlite:///", "postgresql+psycopg://")):
         return url
-    raise StoreError(f"unsupported store url {url!r}: use sqlite:///file.db or postgresql://user@host/db")
+    raise StoreError(f"unsupported store url {masked_url(url)!r}: use sqlite:///file.db or postgresql://user@host/db")
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:
@@ -232,6 +239,8 @@ def in_transaction(make_session: sessionmaker[Session], work: Callable[[Session]
         try:
             with queue or nullcontext(), session.begin():
                 return work(session)
+        except DataError as exc:  # a value the database refuses (PostgreSQL: too long, a NUL in text)
+            raise StoreError(f"the store refused a value: {str(exc.orig).strip().splitlines()[0]}") from None
         except DBAPIError as exc:
             if not is_busy(exc):
                 raise

@@ -9,8 +9,11 @@ a graded row gets ``level`` (its final level; null while more votes are needed),
 and ``caption_votes``; every other row is null. The version is ``version`` or
 ``<batch>-<digest>``, the digest taken over the grades themselves, so exporting the same
 grades twice names the same version and is a no-op (the files would be the same bytes);
-new votes since make a new version, which becomes current. Image bytes and every other group
-are untouched. Returns (version, graded rows, exported before).
+new votes since make a new version, which becomes current. The digest is kept in the version's
+settings: a ``version`` already written with other grades is refused (``OutputError``), as are
+an output where a graded row is missing or holds another image (its ``id`` differs from the
+item's) and a batch without items. Image bytes and every other group are untouched. Returns
+(version, graded rows, exported before).
 """
 from __future__ import annotations
 
@@ -47,19 +50,38 @@ def _digest(rows: dict[int, dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def _unit_keys(target, finals: list[dict], batch: str) -> dict:
+    """Each unit's row keys, once every graded row is checked to be a row of ``target`` holding the
+    item's image (same row key, same content id)."""
+    keys, ids = {}, {}
+    for unit in target.units:
+        table = target.read_unit(unit, ["row_key", "id"])
+        keys[unit] = table.column("row_key")
+        ids.update(zip(keys[unit].to_pylist(), table.column("id").to_pylist()))
+    missing = [f for f in finals if int(f["row_key"]) not in ids]
+    other = [f for f in finals if int(f["row_key"]) in ids and ids[int(f["row_key"])] != f["image_id"]]
+    if missing or other:
+        raise OutputError(f"{len(missing)} graded rows of batch {batch!r} are not rows of {target.uri} and {len(other)} "
+                          "hold another image: export to the output the batch was imported from")
+    return keys
+
+
 def export_batch(store, lead, batch: str, output: str, version: str | None = None) -> tuple[str, int, bool]:
     finals = store.finals(lead, batch)
+    if not finals:
+        raise OutputError(f"batch {batch!r} has no items: nothing to export")
     rows = {int(f["row_key"]): _row(f, batch) for f in finals}
+    digest = _digest(rows)
     target = curate.open(output)
-    name = version or f"{batch}-{_digest(rows)}"
-    if name in target.manifest["groups"].get(GROUP, {}):
+    name = version or f"{batch}-{digest}"
+    before = target.manifest["groups"].get(GROUP, {}).get(name)
+    if before is not None:
+        if before.get("settings", {}).get("digest", None if version else digest) != digest:
+            raise OutputError(f"{target.uri} has grades version {name!r} with other grades (votes came since): "
+                              "export under a new --version, or without one")
         return name, len(rows), True
-    keys = {unit: target.read_unit(unit, ["row_key"]).column("row_key") for unit in target.units}
-    missing = set(rows) - {k for column in keys.values() for k in column.to_pylist()}
-    if missing:
-        raise OutputError(f"{len(missing)} graded rows of batch {batch!r} are not rows of {target.uri}: "
-                          "export to the output the batch was imported from")
-    writer = GroupWriter(output, GROUP, name, "annotate export", {"batch": batch, "graded": len(rows)})
+    keys = _unit_keys(target, finals, batch)
+    writer = GroupWriter(output, GROUP, name, "annotate export", {"batch": batch, "graded": len(rows), "digest": digest})
     schema = group_schema(GROUP)
     for unit in writer.units:
         graded = [rows.get(k) for k in keys[unit].to_pylist()]

@@ -9,7 +9,8 @@ model-stat hints the rubric shows (faces, OCR area, border, collage, watermark, 
 aesthetic: only those measured), and a JPEG thumbnail (long side <= ``THUMB_SIDE``) so that
 the review app never reads the shards. In ``caption`` mode only rows with a synthetic caption
 are items (the others are counted). A row whose bytes no longer decode is counted, not
-imported. Returns an ``ImportResult``; nothing of the output is written.
+imported. A ``select`` that matches no row is a ``StoreError`` (no batch is made). Returns an
+``ImportResult``; nothing of the output is written.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import curate
 from curate.config import DecodeConfig
 from curate.decode import DecodeError
 from curate.decode_views import decode_rgb_view
+
+from annotate.db import StoreError
 
 THUMB_SIDE = 512
 CHUNK = 500
@@ -77,7 +80,9 @@ def import_batch(store, lead, input: str, batch: str, select: str = "keep", vote
                  tie_policy: str = "adjudicate", unsafe_veto: bool = False, mode: str = "grade",
                  limit: int | None = None) -> ImportResult:
     output = curate.open(input)
-    output.read_unit(output.units[0], ["row_key"], where=select) if output.units else None  # a bad filter fails here
+    matching = sum(output.read_unit(unit, ["row_key"], where=select).num_rows for unit in output.units)
+    if matching == 0:
+        raise StoreError(f"--select {select!r} matches no row of {output.uri}: batch {batch!r} not made")
     store.add_batch(lead, batch, votes_per_item=votes_per_item, tie_policy=tie_policy, unsafe_veto=unsafe_veto,
                     mode=mode, source_uri=output.store.spec)
     counts = {"undecodable": 0, "without_synthetic": 0}

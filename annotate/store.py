@@ -1,7 +1,9 @@
 """The annotation store's operations, used by the CLI, the review app, the importer and the exporter.
 
 ``Store.open(url)`` reaches a store whose schema is at the Alembic head (else ``StoreError``: run
-``refinery annotate init``); ``Store.init(url)`` creates or migrates it and returns the revision.
+``refinery annotate init``, or a newer refinery; a missing SQLite file is never created);
+``Store.init(url)`` creates or migrates it and returns the revision. A batch name is checked
+(``store_queries.check_batch``); a batch of that name is reused only with the same settings and source.
 Every write is one transaction run by ``db.in_transaction`` (SQLite: BEGIN IMMEDIATE, retried while
 busy). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
 claims take ``FOR UPDATE SKIP LOCKED`` and re-check the item in a fresh statement once locked, so a
@@ -24,38 +26,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotate import access, migrate, store_queries
-from annotate.store_queries import n_votes, offerable, others_claims
+from annotate.store_queries import VoteRefused, check_batch, check_vote, n_votes, offerable, others_claims
 from annotate.access import AccessError
 from annotate.aggregate import final_level
-from annotate.db import (SCORE_COLUMNS, Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
+from annotate.db import (Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
                          WriteQueue, in_transaction, normalize_url, utcnow, write_engine)
 
 __all__ = ["Store", "StoreError", "AccessError", "VoteRefused", "ITEM_FIELDS"]
 ITEM_FIELDS = ("row_key", "image_id", "source_uri", "unit", "caption", "caption_synthetic", "hints_json", "thumbnail")
-MODES, TIE_POLICIES = ("grade", "caption"), ("adjudicate", "median")
-
-
-class VoteRefused(ValueError):
-    """A vote (or undo, skip) the rules refuse; the message says why."""
 
 
 def _audit(s: Session, user: User | None, action: str, item_id: int | None = None, **detail) -> None:
     s.add(Audit(user_id=user.id if user else None, action=action, item_id=item_id, detail_json=json.dumps(detail, sort_keys=True)))
-
-
-def _check_vote(mode: str, level: int | None, scores: dict | None) -> dict:
-    def one_to_five(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5
-    if level is not None and not one_to_five(level):
-        raise VoteRefused(f"level must be 1..5, got {level!r}")
-    if mode == "grade" and level is None:
-        raise VoteRefused("a grade vote needs a level 1..5")
-    scores = dict(scores or {})
-    if set(scores) - set(SCORE_COLUMNS) or not all(one_to_five(v) for v in scores.values()):
-        raise VoteRefused(f"caption scores take the criteria {', '.join(SCORE_COLUMNS)}, each 1..5; got {scores!r}")
-    if mode == "caption" and set(scores) != set(SCORE_COLUMNS):
-        raise VoteRefused(f"a caption vote needs all four scores ({', '.join(SCORE_COLUMNS)})")
-    return scores
 
 
 class Store:
@@ -69,10 +51,14 @@ class Store:
     @classmethod
     def open(cls, url: str | None = None) -> "Store":
         url = url or default_url()
-        have, head = migrate.current(url), migrate.head()
+        shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+        exists = migrate.exists(url)  # a missing SQLite file is not created here
+        have, head = migrate.current(url) if exists else None, migrate.head()
+        if have is not None and not migrate.known(have):
+            raise StoreError(migrate.newer_message(url, have))
         if have != head:
-            state = "has no annotation schema" if have is None else f"is at revision {have}, the code needs {head}"
-            shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+            state = "does not exist" if not exists else "has no annotation schema" if have is None else \
+                f"is at revision {have}, the code needs {head}"
             raise StoreError(f"the store {shown} {state}: run `refinery annotate init --db {shown}`")
         return cls(url)
 
@@ -115,9 +101,8 @@ class Store:
 
     def add_batch(self, lead: User, name: str, votes_per_item: int = 3, tie_policy: str = "adjudicate",
                   unsafe_veto: bool = False, mode: str = "grade", source_uri: str = "") -> Batch:
-        """A new batch, or the existing one of that name when its settings are the same."""
-        if mode not in MODES or tie_policy not in TIE_POLICIES or not 1 <= votes_per_item <= 20:
-            raise StoreError(f"a batch takes mode {MODES}, tie_policy {TIE_POLICIES}, votes_per_item 1..20")
+        """A new batch, or the existing one of that name when its settings and source are the same."""
+        check_batch(name, votes_per_item, tie_policy, mode)
         wanted = dict(votes_per_item=votes_per_item, tie_policy=tie_policy, unsafe_veto=unsafe_veto, mode=mode)
 
         def work(s):
@@ -126,6 +111,9 @@ class Store:
             if batch is not None:
                 if {k: getattr(batch, k) for k in wanted} != wanted:
                     raise StoreError(f"batch {name!r} exists with other settings")
+                if batch.source_uri != source_uri:
+                    raise StoreError(f"batch {name!r} was imported from {batch.source_uri or 'no output'!r}, "
+                                     f"not {source_uri or 'no output'!r}: name a new batch")
                 return batch
             batch = Batch(name=name, source_uri=source_uri, **wanted)
             s.add(batch)
@@ -161,14 +149,18 @@ class Store:
         return self._tx(work)
 
     # -- annotating ----------------------------------------------------------------------------
-    def claim_next(self, user: User, batch: str | None = None, lease_s: float = 600) -> Item | None:
-        """The user's own live claim (lease renewed), else a newly claimed item; None when nothing is left."""
+    def claim_next(self, user: User, batch: str | None = None, lease_s: float = 600,
+                   mode: str | None = None) -> Item | None:
+        """The user's own live claim (lease renewed), else a newly claimed item; None when nothing is left.
+        ``batch`` and ``mode`` (None: any) narrow the items offered."""
         def work(s):
             if s.bind.dialect.name == "postgresql":  # a lease lost in a server crash only expires early
                 s.execute(text("SET LOCAL synchronous_commit = off"))
             now = utcnow()
             until = now + timedelta(seconds=lease_s)
             in_batch = [Item.batch_id == self._batch(s, batch).id] if batch is not None else []
+            if mode is not None:
+                in_batch.append(Item.batch_id.in_(select(Batch.id).where(Batch.mode == mode)))
             s.execute(delete(Claim).where(Claim.user_id == user.id, Claim.expires_at <= now))
             own = s.scalar(select(Claim).join(Item, Item.id == Claim.item_id)
                            .where(Claim.user_id == user.id, Item.final_level.is_(None), *in_batch).order_by(Claim.id).limit(1))
@@ -211,7 +203,7 @@ class Store:
         def work(s):
             now = utcnow()
             item, batch = self._locked_item(s, item_id)
-            checked = _check_vote(batch.mode, level, scores)
+            checked = check_vote(batch.mode, level, scores, note)
             if s.scalar(select(Vote.id).where(Vote.item_id == item_id, Vote.user_id == user.id)) is not None:
                 raise VoteRefused(f"you already voted on item {item_id} (from another terminal?); undo it to change it")
             if item.final_level is not None:

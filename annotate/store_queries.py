@@ -1,20 +1,58 @@
-"""The annotation store's SQL expressions and its read-only reports (used by ``annotate.store.Store``).
+"""The annotation store's SQL expressions, read-only reports and value checks (used by ``annotate.store.Store``).
 
 ``offerable(user_id, now)``: an item this user may claim now (not final, not voted or skipped by
 them, its votes plus live claims by others below ``votes_needed``); ``n_votes``/``others_claims``
 count an item's votes and the live claims of other users. ``progress``, ``status``, ``votes`` and
 ``finals`` read inside a session the caller opened (``Store`` checks roles before calling them).
-Times come back in UTC; "today" is the local calendar day.
+Times come back in UTC; "today" is the local calendar day. In ``status`` a batch's ``final`` counts
+its items that are done: a final level (grade mode), or ``votes_needed`` votes (caption mode).
+``check_batch`` refuses a batch name or setting the store or an export could not hold (a name is
+1-64 characters, none of them '/', '\\' or a control character, not starting with '.' or
+'-'; a ``StoreError``); ``check_vote`` refuses a level, scores or note the rules do not allow
+(a ``VoteRefused``) and returns the checked scores.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, time as day_time, timezone
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from annotate.aggregate import final_scores
-from annotate.db import SCORE_COLUMNS, Batch, Claim, Item, Skip, User, Vote, utcnow
+from annotate.db import SCORE_COLUMNS, Batch, Claim, Item, Skip, StoreError, User, Vote, utcnow
+
+MODES, TIE_POLICIES = ("grade", "caption"), ("adjudicate", "median")
+BATCH_NAME = re.compile(r"[^/\\\x00-\x1f\x7f.\-][^/\\\x00-\x1f\x7f]{0,63}")
+
+
+class VoteRefused(ValueError):
+    """A vote (or undo, skip) the rules refuse; the message says why."""
+
+
+def check_batch(name: str, votes_per_item: int, tie_policy: str, mode: str) -> None:
+    if not isinstance(name, str) or not BATCH_NAME.fullmatch(name):
+        raise StoreError(f"batch name {name!r:.80} must be 1-64 characters without '/', '\\' or control "
+                         "characters, not starting with '.' or '-'")
+    if mode not in MODES or tie_policy not in TIE_POLICIES or not 1 <= votes_per_item <= 20:
+        raise StoreError(f"a batch takes mode {MODES}, tie_policy {TIE_POLICIES}, votes_per_item 1..20")
+
+
+def check_vote(mode: str, level: int | None, scores: dict | None, note: str | None = None) -> dict:
+    def one_to_five(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5
+    if level is not None and not one_to_five(level):
+        raise VoteRefused(f"level must be 1..5, got {level!r}")
+    if mode == "grade" and level is None:
+        raise VoteRefused("a grade vote needs a level 1..5")
+    if note is not None and "\x00" in note:
+        raise VoteRefused("a note cannot hold a NUL character")
+    scores = dict(scores or {})
+    if set(scores) - set(SCORE_COLUMNS) or not all(one_to_five(v) for v in scores.values()):
+        raise VoteRefused(f"caption scores take the criteria {', '.join(SCORE_COLUMNS)}, each 1..5; got {scores!r}")
+    if mode == "caption" and set(scores) != set(SCORE_COLUMNS):
+        raise VoteRefused(f"a caption vote needs all four scores ({', '.join(SCORE_COLUMNS)})")
+    return scores
 
 
 def n_votes(item_id):
@@ -47,14 +85,17 @@ def status(s: Session, user: User, batch_id: int | None) -> dict:
     stored = s.get(User, user.id)
     if stored is None or stored.role != "lead":
         return result
-    items = {row[0]: row[1:] for row in s.execute(select(Item.batch_id, func.count(), func.count(Item.final_level),
-                                                         func.sum(Item.votes_needed)).group_by(Item.batch_id))}
+    done = or_(Item.final_level.is_not(None),
+               and_(Batch.mode == "caption", n_votes(Item.id).scalar_subquery() >= Item.votes_needed))
+    items = {row[0]: row[1:] for row in s.execute(
+        select(Item.batch_id, func.count(), func.sum(case((done, 1), else_=0)), func.sum(Item.votes_needed))
+        .join(Batch, Batch.id == Item.batch_id).group_by(Item.batch_id))}
     votes = dict(s.execute(select(Item.batch_id, func.count()).join(Vote, Vote.item_id == Item.id).group_by(Item.batch_id)).all())
     result["batches"] = []
     for b in s.scalars(select(Batch).order_by(Batch.id)):
         if batch_id in (None, b.id):
             n_items, n_final, needed = items.get(b.id, (0, 0, 0))
-            result["batches"].append({"name": b.name, "mode": b.mode, "items": n_items, "final": n_final,
+            result["batches"].append({"name": b.name, "mode": b.mode, "items": n_items, "final": n_final or 0,
                                       "votes": votes.get(b.id, 0), "votes_left": max((needed or 0) - votes.get(b.id, 0), 0)})
     result["annotators"] = [{"name": u.name, "role": u.role, **progress(s, u.id, batch_id)}
                             for u in s.scalars(select(User).order_by(User.name))]

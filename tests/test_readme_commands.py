@@ -26,6 +26,7 @@ NOT_PASTED = {
     "dedup: {index: /data/dedup-index}": "a fragment of a config (tests/test_incremental.py)",
     "REFINERY_TOKEN=$(cat alice.token) refinery annotate review": "an interactive terminal app "
                                                                    "(tests/test_annotate_app.py drives it headless)",
+    "refinery train fit --config trainer/configs/kolors-concept.yaml": "SDXL-size models and their weights on GPUs",
     "hf download THUDM/cogvlm-chat-hf": "real VLM weights and a GPU cluster (no hub is reachable; tests/test_caption_cli.py "
                                         "checks the one-line refusal without weights)",
 }

@@ -36,7 +36,7 @@ def test_the_console_script_lists_what_is_installed():
     script = Path(sys.executable).parent / "refinery"
     proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "usage: refinery {annotate,caption,curate}" in proc.stderr
+    assert "usage: refinery {annotate,caption,curate,train}" in proc.stderr
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "curate" in proc.stdout
 
@@ -49,7 +49,7 @@ def test_a_plugin_installed_later_dispatches_without_curate_importing_it(tmp_pat
     monkeypatch.delitem(sys.modules, module, raising=False)
 
     assert refinery_cli.main([]) == 2
-    assert "usage: refinery {annotate,caption,curate,greet}" in capsys.readouterr().err
+    assert "usage: refinery {annotate,caption,curate,greet,train}" in capsys.readouterr().err
     assert module not in sys.modules  # listed, not imported
 
     assert refinery_cli.main(["greet", "a", "b"]) == 7
@@ -80,7 +80,7 @@ def test_a_broken_plugin_is_one_clear_line(tmp_path, monkeypatch, capsys, source
 def test_an_unknown_subcommand_names_it_and_lists_the_installed(capsys):
     assert refinery_cli.main(["nope"]) == 2
     err = capsys.readouterr().err
-    assert "'nope'" in err and "{annotate,caption,curate}" in err
+    assert "'nope'" in err and "{annotate,caption,curate,train}" in err
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -132,3 +132,10 @@ def test_only_workflows_imports_workflows():
         if "workflows" in imported_packages(f)
     ]
     assert not offenders
+
+
+def test_the_trainer_reads_data_only():
+    """The trainer reads the output's groups through curate; it imports neither annotate nor caption."""
+    offenders = {str(f.relative_to(ROOT)): sorted(imported_packages(f) & {"annotate", "caption"})
+                 for f in package_files("trainer")}
+    assert not {f: names for f, names in offenders.items() if names}
