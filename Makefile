@@ -19,7 +19,7 @@ setup: $(STAMP)
 demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA, train a tiny UNet on it
 	$(BIN)/refinery curate demo --output demo-out
 	$(BIN)/refinery caption demo --output demo-out
-	$(BIN)/refinery train fit --config trainer/configs/tiny-cpu.yaml --steps 40 --resume
+	$(BIN)/refinery train fit --config tiny-cpu --steps 40 --resume
 	$(BIN)/refinery train sample --checkpoint demo-out/runs/tiny-cpu/ckpt-00000040 --steps 10 \
 	    --prompt "a ginger tabby cat" --prompt "a cup of coffee" --out demo-out/samples.png
 
@@ -41,7 +41,7 @@ postgres:  ## the PostgreSQL server the annotation store's tests use (starts or 
 	@bash .ci/postgres.sh
 
 test: setup fonts postgres  ## the whole test suite (what .ci/run runs)
-	REFINERY_PROGRESS=0 $(BIN)/python -m pytest -q -p no:cacheprovider
+	REFINERY_PROGRESS=0 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: setup  ## benchmarks: each prints ratios against a baseline of the same run
 	$(BIN)/python bench/bench_cpu_stage.py
@@ -50,6 +50,9 @@ bench: setup  ## benchmarks: each prints ratios against a baseline of the same r
 	$(BIN)/python bench/bench_finalize.py --sizes 100000,1000000
 	$(BIN)/python bench/bench_pipeline.py --sizes 2000,5000
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_caption.py
+	$(BIN)/python bench/bench_annotate.py
+	$(BIN)/python bench/bench_trainer.py
 
 .PHONY: bench-peers
 bench-peers: setup  ## refinery vs imagededup (PHash) and cleanvision on the same files (installs the bench extra: torch)

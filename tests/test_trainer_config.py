@@ -61,3 +61,13 @@ def test_a_bad_setting_is_one_line_naming_the_file(override, problem):
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_train_config(tmp_path / "nope.yaml")
+
+
+def test_a_bundled_config_is_found_by_its_name_from_any_folder(tmp_path, monkeypatch):
+    from trainer.config import CONFIGS, config_path, load_train_config
+
+    monkeypatch.chdir(tmp_path)
+    assert config_path("tiny-cpu") == CONFIGS / "tiny-cpu.yaml"
+    assert load_train_config("kolors-quality").data.select == "keep and level == 5"
+    (tmp_path / "tiny-cpu").write_text("steps: 3\n")  # a file of that name here wins
+    assert config_path("tiny-cpu") == Path("tiny-cpu")

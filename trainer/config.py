@@ -202,9 +202,19 @@ def train_config_from(raw: dict, source: str) -> TrainConfig:
         raise ConfigError(f"config {source} is nested too deeply") from err
 
 
+def config_path(path: str | Path) -> Path:
+    """``path`` itself, or, for a bare name such as ``tiny-cpu`` that is no file here, the bundled
+    ``trainer/configs/<name>.yaml`` (so an installed refinery finds its configs from any folder)."""
+    given = Path(path)
+    bundled = CONFIGS / f"{given.name.removesuffix('.yaml')}.yaml"
+    if not given.exists() and given.parent == Path(".") and bundled.is_file():
+        return bundled
+    return given
+
+
 def load_train_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """``path``'s settings with ``overrides`` merged on top, validated (module doc)."""
-    raw = _read_yaml(Path(path)) or {}
+    """``path``'s settings (a file, or a bundled config's name) with ``overrides`` merged on top, validated."""
+    raw = _read_yaml(config_path(path)) or {}
     if overrides:
         raw = merge(raw, overrides)
     return train_config_from(raw, str(path))
