@@ -100,6 +100,13 @@ def test_ctrl_c_during_a_run_prints_one_line_and_the_rerun_resumes(tmp_path, cap
     assert check_manifest(out)["rows"]["in"] == len(cases())
 
 
+def _sigint_as_a_shell_gives_it() -> None:
+    """The child gets SIGINT as a terminal's Ctrl-C would deliver it, whatever the test runner (a
+    pytest-xdist worker) did with its own: unblocked, default disposition (Python installs its handler)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_to_a_running_command_ends_without_a_traceback(tmp_path):
     source = write_folder(tmp_path / "in")
     marker = tmp_path / "measuring"
@@ -116,13 +123,17 @@ def test_sigint_to_a_running_command_ends_without_a_traceback(tmp_path):
     env = {**os.environ, "REFINERY_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_as_a_shell_gives_it)
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert marker.exists(), proc.communicate(timeout=10)[1][-2000:]
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running 90 s after SIGINT; its stderr: {proc.communicate()[1][-2000:]}")
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["interrupted; re-run the same command to resume"]
 
