@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
