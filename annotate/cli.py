@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from annotate.access import AccessError, token_from
 from annotate.db import StoreError, default_url
 from annotate.store import VoteRefused
-from curate.cli_safety import PipeSafe
+from curate.cli_safety import run_command
 from curate.config import ConfigError
 from curate.expr import ExprError
 from curate.groups import GroupError
@@ -187,23 +187,21 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
+def _reaching_the_store(func):
+    """``func`` with a store that cannot be reached (no server, no such database, no folder) as one line."""
+    def call(args):
+        try:
+            return func(args)
+        except OperationalError as err:
+            first = (str(err.orig).strip() or type(err.orig).__name__).splitlines()[0]
+            raise StoreError(f"cannot reach the store {args.db}: {first}") from None
+    return call
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
-    try:
-        return args.func(args)
-    except (StoreError, AccessError, VoteRefused, ConfigError, OutputError, ExprError, GroupError,
-            FileNotFoundError) as err:
-        print(masked(f"error: {err}"), file=sys.stderr)
-        return 2
-    except OperationalError as err:  # the store cannot be reached (no server, no such database, no folder)
-        first = (str(err.orig).strip() or type(err.orig).__name__).splitlines()[0]
-        print(masked(f"error: cannot reach the store {args.db}: {first}"), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        sys.stdout = stdout
+    return run_command(_reaching_the_store(args.func), args, (StoreError, AccessError, VoteRefused, ConfigError,
+                                                             OutputError, ExprError, GroupError, FileNotFoundError))
 
 
 if __name__ == "__main__":

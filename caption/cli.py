@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curate.cli_safety import PipeSafe
+from curate.cli_safety import run_command
 from curate.config import ConfigError
 from curate.layout import OutputError
 from curate.logs import ray_log
 from curate.s3 import masked
 from curate.store import DiskFullError
-
-EXIT_INTERRUPTED = 130
-
 
 def _run(args) -> int:
     from caption.config import load_caption_config
@@ -118,17 +115,8 @@ def _parse(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
-    try:
-        return args.func(args)
-    except (ConfigError, OutputError, DiskFullError, FileNotFoundError) as err:
-        print(masked(f"error: {err}"), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        sys.stdout = stdout
+    return run_command(args.func, args, (ConfigError, OutputError, DiskFullError, FileNotFoundError),
+                       "interrupted; re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -32,11 +32,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from curate.config import ConfigError, RayConfig, _read_yaml, merge
+from curate.config import RayConfig, _read_yaml, merge, validated
 from curate.config_base import StageSpec, _Strict
-from curate.safe_yaml import one_line, validation_problem
 
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIGS / "default.yaml"
@@ -162,12 +161,7 @@ class CaptionConfig(_Strict):
 
 
 def caption_config_from(raw: dict, source: str) -> CaptionConfig:
-    try:
-        return CaptionConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(one_line(f"config {source} is invalid: {validation_problem(err)}")) from err
-    except RecursionError as err:
-        raise ConfigError(f"config {source} is nested too deeply") from err
+    return validated(CaptionConfig, raw, f"config {source}")
 
 
 def load_caption_config(path: str | Path | None = None) -> CaptionConfig:

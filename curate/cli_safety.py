@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 from curate.layout import OutputError
@@ -126,3 +127,24 @@ def check_sample_folder(folder: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise OutputError(f"{folder} is not empty and holds no earlier sample ({MANIFEST_NAME}); "
                           "choose a new or empty folder") from None
+
+
+def run_command(func, args: argparse.Namespace, user_errors: tuple[type[BaseException], ...],
+                interrupted: str | None = None) -> int:
+    """A package CLI's ``main`` body: ``func(args)`` with stdout made pipe-safe; an error in
+    ``user_errors`` is one masked ``error: …`` line on stderr and exit 2; Ctrl-C prints
+    ``interrupted`` (when given) and exits 130."""
+    from curate.s3 import masked
+
+    stdout, sys.stdout = sys.stdout, PipeSafe(sys.stdout)
+    try:
+        return func(args)
+    except user_errors as err:
+        print(masked(f"error: {err}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if interrupted:
+            print(interrupted, file=sys.stderr)
+        return 130
+    finally:
+        sys.stdout = stdout

@@ -20,10 +20,10 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from curate.reasons import DECODE_FAILURES, Reason
 from curate.safe_yaml import load_yaml, yaml_problem
@@ -258,6 +258,9 @@ def check_stage_fit(stages: Mapping[str, StageSpec], cpus: float, gpus: float | 
     return None
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 class ConfigError(ValueError):
     """The config file is missing, not YAML, or does not validate."""
 
@@ -317,12 +320,7 @@ def load_config(path: str | Path | None = None) -> CurateConfig:
         raw = merge(raw, _read_yaml(path))
     else:
         path = DEFAULT_CONFIG
-    try:
-        return CurateConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_one_line(f"config {path} is invalid: {_validation_problem(err)}")) from err
-    except RecursionError as err:
-        raise ConfigError(f"config {path} is nested too deeply") from err
+    return validated(CurateConfig, raw, f"config {path}")
 
 
 def dropped_rule_reasons(used: Iterable[str], config: CurateConfig) -> list[str]:
@@ -338,11 +336,18 @@ def to_yaml(config: CurateConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=120)
 
 
+def validated(model: type[_M], raw: dict, source: str) -> _M:
+    """``model`` validated from ``raw``; any problem is one ``ConfigError`` line: ``{source} is invalid: …``
+    (``source`` names the file or mapping). Every package's config loader goes through it."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_one_line(f"{source} is invalid: {_validation_problem(err)}")) from err
+    except RecursionError as err:
+        raise ConfigError(f"{source} is nested too deeply") from err
+
+
 def config_from(settings: Mapping, source: str = "config mapping") -> CurateConfig:
     """``settings`` (what a config file would hold) merged onto the bundled defaults and validated
     as ``load_config`` validates a file; a ``ConfigError`` naming ``source`` when it does not."""
-    raw = merge(_defaults(), dict(settings))
-    try:
-        return CurateConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_one_line(f"{source} is invalid: {_validation_problem(err)}")) from err
+    return validated(CurateConfig, merge(_defaults(), dict(settings)), source)

@@ -33,11 +33,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from curate.config import ConfigError, _read_yaml, merge
+from curate.config import _read_yaml, merge, validated
 from curate.config_base import _Strict
-from curate.safe_yaml import one_line, validation_problem
 
 CONFIGS = Path(__file__).parent / "configs"
 UNET_BLOCKS = {"DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"}
@@ -194,12 +193,7 @@ class TrainConfig(_Strict):
 
 
 def train_config_from(raw: dict, source: str) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(one_line(f"config {source} is invalid: {validation_problem(err)}")) from err
-    except RecursionError as err:
-        raise ConfigError(f"config {source} is nested too deeply") from err
+    return validated(TrainConfig, raw, f"config {source}")
 
 
 def config_path(path: str | Path) -> Path:
