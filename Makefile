@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "refinery needs Python >= 3.11"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,models,caption,annotate,train]"
+	$(BIN)/python -m pip install -q -e ".[dev,models,caption,annotate,train,workflows]"
 	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 

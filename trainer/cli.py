@@ -1,10 +1,11 @@
 """``refinery train …`` / ``python -m trainer …``: fit, sample, cache.
 
-- ``fit --config FILE [--resume] [--steps N] [--num-workers N] [--use-gpu]``: train
+- ``fit --config FILE [--data URI] [--checkpoint-dir DIR] [--resume] [--steps N] [--num-workers N] [--use-gpu]``: train
   (``trainer.loop.train``) on ``TrainData.from_config``; ``--resume`` continues from the newest
   checkpoint in ``checkpoint.dir``. ``--num-workers`` > 1 or ``--use-gpu`` runs Ray Train
   (``trainer.ray_train.fit(cfg, num_workers, use_gpu, resume) -> int``); without that module a
-  one-line "not yet" error. A run stopped on a non-finite loss or gradient exits 1.
+  one-line "not yet" error. ``--data`` and ``--checkpoint-dir`` override ``data.uri`` and
+  ``checkpoint.dir`` (a workflow points a bundled config at its own run's output). A run stopped on a non-finite loss or gradient exits 1.
 - ``sample --checkpoint DIR --prompt TEXT [--prompt …] --out grid.png [--sampler ddpm|ddim|euler]
   [--steps N] [--guidance G] [--seed S] [--size W H] [--weights ema|model]``: a grid PNG
   (``trainer.sample.sample_checkpoint``).
@@ -27,7 +28,12 @@ EXIT_INTERRUPTED = 130
 def _fit(args) -> int:
     from trainer.config import load_train_config
 
-    cfg = load_train_config(args.config, {"steps": args.steps} if args.steps else None)
+    overrides: dict = {"steps": args.steps} if args.steps else {}
+    if args.data:
+        overrides["data"] = {"uri": args.data}
+    if args.checkpoint_dir:
+        overrides["checkpoint"] = {"dir": args.checkpoint_dir}
+    cfg = load_train_config(args.config, overrides or None)
     if args.num_workers > 1 or args.use_gpu:
         if importlib.util.find_spec("trainer.ray_train") is None:
             print("error: Ray Train (--num-workers > 1, --use-gpu) is not available yet: trainer/ray_train.py "
@@ -69,6 +75,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="train from a config")
     p.add_argument("--config", required=True)
+    p.add_argument("--data", help="a curated output to train on (overrides data.uri)")
+    p.add_argument("--checkpoint-dir", help="where checkpoints go (overrides checkpoint.dir)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers")

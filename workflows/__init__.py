@@ -1,1 +1,1 @@
-"""workflows: see README; built in later issues."""
+"""workflows: scheduled, incremental curation workflows whose stages run as Ray jobs (see README, `refinery workflow`)."""
