@@ -70,6 +70,15 @@ def tail(text: str) -> str:
     return "\n".join(lines)[-TAIL_CHARS:]
 
 
+def job_excludes(spec) -> list[str]:
+    """``ray.excludes``, plus the workflow's output when it lies inside the working dir (never shipped to a job)."""
+    excludes = list(spec.ray.excludes)
+    output, work = Path(spec.output), Path(spec.ray.working_dir)
+    if output.is_relative_to(work) and output != work:
+        excludes.append("/" + output.relative_to(work).as_posix())
+    return excludes
+
+
 def _rows(stage_plan, logs: str) -> tuple[int | None, int | None]:
     """(rows in, rows out) of a finished stage, from its output's manifest (or its log for an import)."""
     if stage_plan.kind == "annotate-import":
@@ -104,7 +113,7 @@ def _attempt(spec, store, jobs, stage_record, stage_plan, run_id, env, secrets, 
     number = len(store.attempts(stage_record.id)) + 1
     job_id = f"{spec.name}-r{run_id}-{stage_plan.name}-a{number}-{uuid.uuid4().hex[:6]}"
     attempt = store.start_attempt(stage_record.id, job_id)
-    request = JobRequest(job_id, shlex.join(stage_plan.argv), spec.ray.working_dir, list(spec.ray.excludes), env,
+    request = JobRequest(job_id, shlex.join(stage_plan.argv), spec.ray.working_dir, job_excludes(spec), env,
                          stage.resources.num_cpus, stage.resources.num_gpus,
                          int(stage.resources.memory_gb * 2**30) if stage.resources.memory_gb else None,
                          {"workflow": spec.name, "run": str(run_id), "stage": stage_plan.name, "attempt": str(number)})
