@@ -139,3 +139,36 @@ def test_cli_answers_busy_empty_and_bad_requests_without_a_cluster(spec, tmp_pat
     bad = cli(tmp_path, "validate", "bad.yaml")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "bad.yaml:9:" in bad.stderr and "retries" in bad.stderr
+
+
+def test_the_scheduler_fires_runs_at_cron_slots_and_a_busy_slot_starts_nothing(spec):
+    from datetime import UTC, datetime, timedelta
+
+    from workflows.schedule import Scheduler
+
+    store = WorkflowStore.open(spec.store_url())
+    now = [datetime(2026, 12, 1, 1, 58, tzinfo=UTC)]
+    jobs = ScriptedJobs({"curate": [ok(), ok()], "grade": [ok(), ok()]})
+
+    def fire(slot):
+        return run_workflow(spec, store, jobs, "schedule", slot, say=lambda *_: None).run_id
+
+    def sleep(seconds):
+        now[0] += timedelta(seconds=seconds)
+
+    scheduler = Scheduler("scripted", ["0 2 * * *"], "Europe/Berlin", store, fire, "sched-1", clock=lambda: now[0], sleep=sleep)
+    assert scheduler.tick() == []  # 02:58 Berlin: the first tick only starts the clock
+    now[0] = datetime(2026, 12, 2, 1, 0, 30, tzinfo=UTC)  # 02:00:30 Berlin on the next day
+    assert scheduler.tick() == ["2026-12-02T01:00:00Z"]
+    run = store.runs("scripted")[0]
+    assert (run.trigger, run.slot, run.state) == ("schedule", "2026-12-02T01:00:00Z", "succeeded")
+    assert [s.run_id for s in store.slots("scripted")] == [run.id]
+
+    (spec_dir := Path(spec.source).parent / "incoming" / "day2").mkdir()
+    (spec_dir / "b.jpg").write_bytes(b"y")
+    assert store.try_lock("scripted", "a-long-manual-run", 3600)  # a run still holds the workflow at the next slot
+    now[0] = datetime(2026, 12, 3, 1, 0, 5, tzinfo=UTC)
+    assert scheduler.tick() == ["2026-12-03T01:00:00Z"]
+    busy = [s for s in store.slots("scripted") if s.slot == "2026-12-03T01:00:00Z"][0]
+    assert busy.run_id is None and "no run was started" in busy.note
+    assert store.runs("scripted")[0].id == run.id and store.reserved("scripted") == set()  # day2 waits, unconsumed

@@ -129,7 +129,8 @@ def _duration(start, end) -> str:
 def _stage_cell(stage) -> str:
     rows = f" {stage.rows_in if stage.rows_in is not None else '?'}→{stage.rows_out}" if stage.rows_out is not None else ""
     tries = f" ×{stage.attempts}" if stage.attempts > 1 else ""
-    return f"{stage.name}: {stage.state}{rows}{tries}"
+    took = _duration(stage.started_at, stage.finished_at)
+    return f"{stage.name}: {stage.state}{rows}{tries}" + (f" ({took})" if took else "")
 
 
 def _runs_table(store, runs) -> Table:

@@ -61,6 +61,7 @@ class JobRequest:
     num_gpus: float
     memory_bytes: int | None
     metadata: dict[str, str]
+    pip: tuple[str, ...] = ()  # runtime_env pip packages installed for the job (the cluster's index)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ class RayJobs:
     def _submit(self, request: JobRequest) -> None:
         runtime_env = {"working_dir": request.working_dir, "excludes": list(request.excludes),
                        "env_vars": dict(request.env_vars)}
+        if request.pip:
+            runtime_env["pip"] = list(request.pip)
         deadline = time.monotonic() + SUBMIT_RETRY_S
         while True:
             try:

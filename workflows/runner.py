@@ -116,7 +116,8 @@ def _attempt(spec, store, jobs, stage_record, stage_plan, run_id, env, secrets, 
     request = JobRequest(job_id, shlex.join(stage_plan.argv), spec.ray.working_dir, job_excludes(spec), env,
                          stage.resources.num_cpus, stage.resources.num_gpus,
                          int(stage.resources.memory_gb * 2**30) if stage.resources.memory_gb else None,
-                         {"workflow": spec.name, "run": str(run_id), "stage": stage_plan.name, "attempt": str(number)})
+                         {"workflow": spec.name, "run": str(run_id), "stage": stage_plan.name, "attempt": str(number)},
+                         tuple(spec.ray.pip))
     say(f"run {run_id} stage {stage_plan.name}: attempt {number} as Ray job {job_id}")
     try:
         outcome = jobs.run(request, stage.timeout_s, on_poll=lease)

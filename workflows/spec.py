@@ -134,7 +134,8 @@ class RaySettings(_Strict):
     python: str = Field("python", min_length=1)
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], str | FromEnv] = {}
     dashboard_host: str = Field("127.0.0.1", min_length=1)
-    head_cpus: float = Field(2, gt=0)
+    head_cpus: int = Field(2, ge=1)  # ray start --num-cpus takes a whole number
+    pip: list[Annotated[str, Field(min_length=1)]] = []  # runtime_env pip: packages installed for every job
 
 
 class Resources(_Strict):
