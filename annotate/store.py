@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotate import access, migrate, store_queries
-from annotate.store_queries import VoteRefused, check_batch, check_vote, n_votes, offerable, others_claims
+from annotate.store_queries import (VoteRefused, batch_filter, cast, check_batch, check_vote, lock_item, next_offerable,
+                                    offerable, others_claims, own_claim, settle)
 from annotate.access import AccessError
-from annotate.aggregate import final_level
 from annotate.db import (Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
                          WriteQueue, in_transaction, normalize_url, utcnow, write_engine)
 
@@ -37,7 +37,9 @@ ITEM_FIELDS = ("row_key", "image_id", "source_uri", "unit", "caption", "caption_
 
 
 def _audit(s: Session, user: User | None, action: str, item_id: int | None = None, **detail) -> None:
-    s.add(Audit(user_id=user.id if user else None, action=action, item_id=item_id, detail_json=json.dumps(detail, sort_keys=True)))
+    """One audit row, inserted at once in the caller's transaction (so it commits or rolls back with the change)."""
+    s.execute(insert(Audit).values(user_id=user.id if user else None, action=action, item_id=item_id,
+                                   detail_json=json.dumps(detail, sort_keys=True)))
 
 
 class Store:
@@ -148,77 +150,73 @@ class Store:
             return len(fresh)
         return self._tx(work)
 
-    # -- annotating ----------------------------------------------------------------------------
+    # -- annotating (hot path: statement counts per call in bench/bench_annotate.md) -----------------------
     def claim_next(self, user: User, batch: str | None = None, lease_s: float = 600,
                    mode: str | None = None) -> Item | None:
         """The user's own live claim (lease renewed), else a newly claimed item; None when nothing is left.
         ``batch`` and ``mode`` (None: any) narrow the items offered."""
         def work(s):
-            if s.bind.dialect.name == "postgresql":  # a lease lost in a server crash only expires early
+            postgresql = s.bind.dialect.name == "postgresql"
+            if postgresql:  # a lease lost in a server crash only expires early
                 s.execute(text("SET LOCAL synchronous_commit = off"))
             now = utcnow()
             until = now + timedelta(seconds=lease_s)
-            in_batch = [Item.batch_id == self._batch(s, batch).id] if batch is not None else []
-            if mode is not None:
-                in_batch.append(Item.batch_id.in_(select(Batch.id).where(Batch.mode == mode)))
+            in_batch = batch_filter(batch, mode)
             s.execute(delete(Claim).where(Claim.user_id == user.id, Claim.expires_at <= now))
-            own = s.scalar(select(Claim).join(Item, Item.id == Claim.item_id)
-                           .where(Claim.user_id == user.id, Item.final_level.is_(None), *in_batch).order_by(Claim.id).limit(1))
+            own = s.scalar(own_claim(user.id, in_batch))
             if own is not None:
-                own.expires_at = until
-                return s.get(Item, own.item_id)
+                s.execute(update(Claim).where(Claim.item_id == own.id, Claim.user_id == user.id).values(expires_at=until))
+                return own
             for _ in range(100):
-                item = s.scalar(select(Item).where(offerable(user.id, now), *in_batch).order_by(Item.id).limit(1)
-                                .with_for_update(skip_locked=True, of=Item))
+                item = s.scalar(next_offerable(user.id, now, in_batch))
                 if item is None:
+                    if batch is not None:
+                        self._batch(s, batch)  # a StoreError when there is no such batch
                     return None
-                # Locked now: a fresh statement sees every claim and vote committed before the lock.
-                if s.scalar(select(Item.id).where(Item.id == item.id, offerable(user.id, now))) is not None:
-                    s.add(Claim(item_id=item.id, user_id=user.id, expires_at=until, created=now))
+                # PostgreSQL, locked now: a fresh statement sees every claim and vote committed before the lock
+                # (SQLite's BEGIN IMMEDIATE already read them all).
+                if not postgresql or s.scalar(select(Item.id).where(Item.id == item.id, offerable(user.id, now))) is not None:
+                    s.execute(insert(Claim).values(item_id=item.id, user_id=user.id, expires_at=until, created=now))
                     return item
             return None
         return self._tx(work)
 
-    def _locked_item(self, s: Session, item_id: int) -> tuple[Item, Batch]:
-        item = s.scalar(select(Item).where(Item.id == item_id).with_for_update())
-        if item is None:
-            raise VoteRefused(f"there is no item {item_id}")
-        return item, s.get(Batch, item.batch_id)
-
-    @staticmethod
-    def _settle(s: Session, item: Item, batch: Batch) -> None:
-        """Recompute the item's final level and votes needed from its votes (grade mode)."""
-        if batch.mode != "grade":
-            return
-        levels = list(s.scalars(select(Vote.level).where(Vote.item_id == item.id).order_by(Vote.id)))
-        item.final_level, item.adjudicated, item.votes_needed = final_level(
-            levels, batch.votes_per_item, batch.tie_policy, batch.unsafe_veto)
-
-    @staticmethod
-    def _is_done(s: Session, item: Item, batch: Batch) -> bool:
-        return item.final_level is not None or (batch.mode == "caption" and s.scalar(n_votes(item.id)) >= item.votes_needed)
+    def warm(self, user: User, batch: str | None = None, mode: str | None = None) -> None:
+        """Compile this process's SQL for ``claim_next(user, batch, mode)`` and ``vote`` ahead of the first key
+        press (SQLAlchemy compiles a statement on its first use, about 10-25 ms of CPU per process): one read
+        transaction runs the hot reads on an id and a batch name that match no row; nothing is locked or written."""
+        with self._read() as s, s.begin():
+            nowhere = batch_filter("" if batch is not None else None, mode)
+            s.scalar(own_claim(user.id, nowhere))
+            s.scalar(next_offerable(user.id, utcnow(), nowhere))
+            s.scalar(select(Item.id).where(Item.id == 0, offerable(user.id, utcnow())))
+            cast(s, 0)
+            try:
+                lock_item(s, 0)
+            except VoteRefused:
+                pass
 
     def vote(self, user: User, item_id: int, level: int | None = None, note: str | None = None,
              scores: dict[str, int] | None = None) -> Vote:
         def work(s):
             now = utcnow()
-            item, batch = self._locked_item(s, item_id)
-            checked = check_vote(batch.mode, level, scores, note)
-            if s.scalar(select(Vote.id).where(Vote.item_id == item_id, Vote.user_id == user.id)) is not None:
+            item = lock_item(s, item_id)
+            checked = check_vote(item.mode, level, scores, note)
+            votes = cast(s, item_id)
+            if any(voter == user.id for voter, _ in votes):
                 raise VoteRefused(f"you already voted on item {item_id} (from another terminal?); undo it to change it")
             if item.final_level is not None:
                 raise VoteRefused(f"item {item_id} is final (level {item.final_level}); it takes no more votes")
-            votes = s.scalar(n_votes(item_id))
-            mine = s.scalar(select(Claim.id).where(Claim.item_id == item_id, Claim.user_id == user.id, Claim.expires_at > now))
-            others = s.scalar(others_claims(item_id, user.id, now))
-            if votes >= item.votes_needed or (mine is None and votes + others >= item.votes_needed):
+            # Releasing the claim tells whether it was live; a refusal below rolls the release back.
+            mine = s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id)
+                             .returning(Claim.expires_at > now)).scalar()
+            if len(votes) >= item.votes_needed or (
+                    not mine and len(votes) + s.scalar(others_claims(item_id, user.id, now)) >= item.votes_needed):
                 raise VoteRefused(f"item {item_id} has all the votes it needs (your claim expired or you never claimed it)")
-            vote = Vote(item_id=item_id, user_id=user.id, level=level, note=note or None, created=now, **checked)
-            s.add(vote)
-            s.flush()
-            s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id))
-            self._settle(s, item, batch)
-            _audit(s, user, "vote", item_id, level=level, scores=checked, final=item.final_level)
+            fields = dict(item_id=item_id, user_id=user.id, level=level, note=note or None, created=now, **checked)
+            vote = Vote(id=s.scalar(insert(Vote).values(fields).returning(Vote.id)), **fields)
+            final = settle(s, item, [lvl for _, lvl in votes] + [level])
+            _audit(s, user, "vote", item_id, level=level, scores=checked, final=final)
             return vote
         try:
             return self._tx(work)
@@ -230,7 +228,7 @@ class Store:
     def skip(self, user: User, item_id: int) -> None:
         """The item is not offered to this user again; their claim on it is released."""
         def work(s):
-            self._locked_item(s, item_id)
+            lock_item(s, item_id)
             if s.get(Skip, (item_id, user.id)) is None:
                 s.add(Skip(item_id=item_id, user_id=user.id))
             s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id))
@@ -244,12 +242,13 @@ class Store:
             last = s.scalar(select(Vote).where(Vote.user_id == user.id).order_by(Vote.id.desc()).limit(1))
             if last is None:
                 return None
-            item, batch = self._locked_item(s, last.item_id)
-            if self._is_done(s, item, batch):
+            item = lock_item(s, last.item_id)
+            votes = cast(s, item.id)
+            if item.final_level is not None or (item.mode == "caption" and len(votes) >= item.votes_needed):
                 raise VoteRefused(f"item {item.id} is final; your vote on it can no longer be undone")
             s.delete(last)
             s.flush()
-            self._settle(s, item, batch)
+            settle(s, item, [lvl for voter, lvl in votes if voter != user.id])
             now = utcnow()
             s.add(Claim(item_id=item.id, user_id=user.id, expires_at=now + timedelta(seconds=lease_s), created=now))
             _audit(s, user, "undo", item.id, level=last.level)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from datetime import datetime, time as day_time, timezone
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from annotate.aggregate import final_scores
+from annotate.aggregate import final_level, final_scores
 from annotate.db import SCORE_COLUMNS, Batch, Claim, Item, Skip, StoreError, User, Vote, utcnow
 
 MODES, TIE_POLICIES = ("grade", "caption"), ("adjudicate", "median")
@@ -68,6 +69,52 @@ def offerable(user_id: int, now: datetime):
                 ~exists().where(Vote.item_id == Item.id, Vote.user_id == user_id),
                 ~exists().where(Skip.item_id == Item.id, Skip.user_id == user_id),
                 n_votes(Item.id).scalar_subquery() + others_claims(Item.id, user_id, now).scalar_subquery() < Item.votes_needed)
+
+
+def batch_filter(batch: str | None, mode: str | None) -> list:
+    """Criteria on ``Item`` for the batch of that name and the batches of that mode (None: any)."""
+    where = [Item.batch_id == select(Batch.id).where(Batch.name == batch).scalar_subquery()] if batch is not None else []
+    return where + ([Item.batch_id.in_(select(Batch.id).where(Batch.mode == mode))] if mode is not None else [])
+
+
+def own_claim(user_id: int, where: list):
+    """The item of the user's oldest claim on a not-final item matching ``where``."""
+    return (select(Item).join(Claim, Claim.item_id == Item.id)
+            .where(Claim.user_id == user_id, Item.final_level.is_(None), *where).order_by(Claim.id).limit(1))
+
+
+def next_offerable(user_id: int, now: datetime, where: list):
+    """The first offerable item matching ``where``, locked (PostgreSQL ``FOR UPDATE SKIP LOCKED``)."""
+    return select(Item).where(offerable(user_id, now), *where).order_by(Item.id).limit(1).with_for_update(skip_locked=True, of=Item)
+
+
+def lock_item(s: Session, item_id: int) -> Row:
+    """The item (id, batch_id, final_level, votes_needed, adjudicated) and its batch's settings (mode,
+    votes_per_item, tie_policy, unsafe_veto), in one statement that locks the item row (PostgreSQL
+    ``FOR UPDATE OF items``; SQLite: the caller's BEGIN IMMEDIATE). No thumbnail is read."""
+    row = s.execute(select(Item.id, Item.batch_id, Item.final_level, Item.votes_needed, Item.adjudicated, Batch.mode,
+                           Batch.votes_per_item, Batch.tie_policy, Batch.unsafe_veto)
+                    .join(Batch, Batch.id == Item.batch_id).where(Item.id == item_id).with_for_update(of=Item)).one_or_none()
+    if row is None:
+        raise VoteRefused(f"there is no item {item_id}")
+    return row
+
+
+def cast(s: Session, item_id: int) -> list[tuple[int, int | None]]:
+    """The item's votes as (user_id, level), in the order cast."""
+    return [tuple(row) for row in s.execute(select(Vote.user_id, Vote.level).where(Vote.item_id == item_id).order_by(Vote.id))]
+
+
+def settle(s: Session, item: Row, levels: list[int]) -> int | None:
+    """Store the final level, adjudication and votes needed that ``levels`` (all the item's votes, in order
+    cast) give a grade-mode item (one UPDATE, only when they change); returns the final level."""
+    if item.mode != "grade":
+        return item.final_level
+    settled = final_level(levels, item.votes_per_item, item.tie_policy, item.unsafe_veto)
+    if settled != (item.final_level, bool(item.adjudicated), item.votes_needed):
+        s.execute(update(Item).where(Item.id == item.id).values(final_level=settled[0], adjudicated=settled[1],
+                                                                votes_needed=settled[2]))
+    return settled[0]
 
 
 def progress(s: Session, user_id: int, batch_id: int | None) -> dict:

@@ -47,6 +47,7 @@ from curate import ray_adapter
 from curate.groups import GroupWriter
 from curate.layout import STAGING, OutputError, Unit
 from curate.lock import output_lock
+from curate.manifest import read_manifest, write_manifest
 from curate.logs import say
 from curate.progress import progress_bar
 from curate.reader import Output, open_output
@@ -217,6 +218,17 @@ def _check_settings(target: Output, version: str, earlier: str | None, settings:
         target.store.write_json(staged_file, settings)
 
 
+def _make_current(target: Output, version: str) -> None:
+    """Running a config again means its captions (already complete) are the ones wanted: make them current.
+    (The caller holds the output lock.)"""
+    manifest = read_manifest(target.store)
+    current = manifest["current"].get(GROUP)
+    if current != version:
+        manifest["current"][GROUP] = version
+        write_manifest(target.store, manifest)
+        say(f"captions {version} are current again (they were {current})")
+
+
 def _stages(cfg: CaptionConfig, target: Output, model_ref: str) -> list:
     stages = [ray_adapter.Stage(functools.partial(preprocess, root=target.store.spec, side=cfg.model.image_side,
                                                   batch_size=cfg.stage.batch_size), cfg.preprocess)]
@@ -246,6 +258,7 @@ def run(input: str, output: str | None, cfg: CaptionConfig) -> CaptionResult:
             _remove_staging(target, version)
             say(f"{target.uri}: captions {earlier} are complete (same model, revision and prompts, every kept row); "
                 "re-draw the mix with `refinery caption mix`, or set version: to caption again")
+            _make_current(target, earlier)
             return CaptionResult(target.uri, earlier, {}, complete_before=True)
         if earlier:
             say(f"{remaining} rows kept since captions {earlier} were written (a retune): captioning them into {version}")

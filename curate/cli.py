@@ -59,10 +59,28 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 INTERRUPTED = "interrupted; re-run the same command to resume"
 
 
+def input_of(value: str) -> str:
+    """``--input @FILE``: the inputs FILE lists, one per line, read as one input (``{a,b,…}``): what
+    ``refinery workflow`` passes when a run's partitions would not fit one command-line argument."""
+    if not value.startswith("@"):
+        return value
+    try:
+        lines = [line.strip() for line in Path(value[1:]).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--input {value}: cannot read the list: {err}") from err
+    if not lines:
+        raise InputError(f"--input {value}: the list names no input")
+    bad = next((line for line in lines if any(c in line for c in ",{}")), None)
+    if bad is not None:
+        raise InputError(f"--input {value}: {bad[:200]!r} holds a comma or a brace; name it by a pattern instead")
+    return lines[0] if len(lines) == 1 else "{" + ",".join(lines) + "}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from curate.pipeline import run
     from curate.selection import Selection
 
+    args.input = input_of(args.input)
     config = load_config(args.config)
     selection = Selection(args.limit, args.sample, args.seed)
     if args.dry_run:
@@ -215,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="curate an input into Parquet shards (resumes if interrupted)")
-    p.add_argument("--input", required=True, help="image folder, tar glob, Parquet file/glob, or URI (file://, s3://)")
+    p.add_argument("--input", required=True, help="image folder, tar glob, Parquet file/glob, or URI (file://, s3://); "
+                                                   "@FILE: the inputs FILE lists, one per line")
     p.add_argument("--output", required=True, help="output folder: a local path, file:// or s3:// URI")
     p.add_argument("--config", help="YAML config (default: the bundled curate/configs/default.yaml)")
     p.add_argument("--overwrite", action="store_true", help="delete what --output holds and start over")

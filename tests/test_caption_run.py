@@ -33,6 +33,10 @@ def curated(tmp_path_factory):
     return root / "out"
 
 
+def current_captions(output) -> str:
+    return json.loads((output / "manifest.json").read_text())["current"]["captions"]
+
+
 def _digests(folder) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
@@ -70,6 +74,15 @@ def test_every_kept_row_gets_one_caption_in_a_new_output_and_the_input_is_untouc
     # The same settings again: complete, nothing captioned.
     backend.calls.clear()
     assert run(str(curated), str(tmp_path / "captioned"), _cfg()).complete_before and backend.calls == []
+    # Other settings, then the first ones again: nothing is captioned again, and the first version is current.
+    other = run(str(curated), str(tmp_path / "captioned"), _cfg(prompts=["brief-en"]))
+    assert other.version != result.version and current_captions(tmp_path / "captioned") == other.version
+    backend.calls.clear()
+    again = run(str(curated), str(tmp_path / "captioned"), _cfg())
+    assert again.complete_before and again.version == result.version and backend.calls == []
+    assert current_captions(tmp_path / "captioned") == result.version
+    assert curate.open(str(tmp_path / "captioned")).read(["row_key", "caption_synthetic"]).to_pylist() == \
+        curate.open(str(tmp_path / "captioned")).read(["row_key", "caption_synthetic"], versions={"captions": result.version}).to_pylist()
 
 
 def test_out_of_memory_halves_the_batch_and_a_raising_image_is_a_failed_row(curated, tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ def test_retune_of_a_folder_without_manifest_is_a_clear_error(tmp_path, capsys):
 
 def test_refinery_dispatches_to_packages(capsys):
     assert refinery_main([]) == 2
-    assert "refinery {annotate,caption,curate,train}" in capsys.readouterr().err
+    assert "refinery {annotate,caption,curate,train,workflow}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         refinery_main(["curate", "--help"])
     assert exit_.value.code == 0

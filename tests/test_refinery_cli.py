@@ -36,7 +36,7 @@ def test_the_console_script_lists_what_is_installed():
     script = Path(sys.executable).parent / "refinery"
     proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "usage: refinery {annotate,caption,curate,train}" in proc.stderr
+    assert "usage: refinery {annotate,caption,curate,train,workflow}" in proc.stderr
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "curate" in proc.stdout
 
@@ -80,7 +80,7 @@ def test_a_broken_plugin_is_one_clear_line(tmp_path, monkeypatch, capsys, source
 def test_an_unknown_subcommand_names_it_and_lists_the_installed(capsys):
     assert refinery_cli.main(["nope"]) == 2
     err = capsys.readouterr().err
-    assert "'nope'" in err and "{annotate,caption,curate,train}" in err
+    assert "'nope'" in err and "{annotate,caption,curate,train,workflow}" in err
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -1,7 +1,9 @@
 """``refinery train …`` / ``python -m trainer …``: fit, sample, cache.
 
-- ``fit --config FILE [--data URI] [--checkpoint-dir DIR] [--resume] [--steps N] [--num-workers N] [--use-gpu]``: train
-  (``trainer.loop.train``) on ``TrainData.from_config``; ``--resume`` continues from the newest
+- ``fit --config FILE [--data URI] [--checkpoint-dir DIR] [--cache DIR] [--resume] [--steps N] [--num-workers N]
+  [--use-gpu]``: train (``trainer.loop.train``) on ``trainer.cache.training_data`` (the curated
+  output's images, or with ``--cache`` / ``data.cache`` a cache, refused when stale, one line,
+  exit 2); ``--resume`` continues from the newest
   checkpoint in ``checkpoint.dir``. ``--num-workers`` > 1 or ``--use-gpu`` runs Ray Train
   (``trainer.ray_train.fit(cfg, num_workers, use_gpu, resume) -> int``); without that module a
   one-line "not yet" error. ``--data`` and ``--checkpoint-dir`` override ``data.uri`` and
@@ -9,7 +11,9 @@
 - ``sample --checkpoint DIR --prompt TEXT [--prompt …] --out grid.png [--sampler ddpm|ddim|euler]
   [--steps N] [--guidance G] [--seed S] [--size W H] [--weights ema|model]``: a grid PNG
   (``trainer.sample.sample_checkpoint``).
-- ``cache --config FILE``: precomputed latents and text embeddings: not implemented yet (exit 2).
+- ``cache --config FILE [--data URI] [--output DIR]``: VAE latents (pixels for a pixel-space
+  config) and text embeddings of every selected row into DIR (default ``data.cache``, else
+  ``<checkpoint.dir>/cache``; ``trainer.cache.build``), then the fit line that trains from it.
 Errors a user can fix (a bad config, no trainable rows, not a checkpoint) print one line and
 exit 2; Ctrl-C exits 130 and ``fit --resume`` continues from the last checkpoint.
 """
@@ -33,7 +37,14 @@ def _fit(args) -> int:
         overrides["data"] = {"uri": args.data}
     if args.checkpoint_dir:
         overrides["checkpoint"] = {"dir": args.checkpoint_dir}
+    if args.cache:
+        overrides["data"] = {**overrides.get("data", {}), "cache": args.cache}
     cfg = load_train_config(args.config, overrides or None)
+    if cfg.data.cache:  # a stale cache is refused here, before any Ray worker starts
+        import curate
+        from trainer.cache import check
+
+        check(cfg, curate.open(cfg.data.uri))
     if args.num_workers > 1 or args.use_gpu:
         if importlib.util.find_spec("trainer.ray_train") is None:
             print("error: Ray Train (--num-workers > 1, --use-gpu) is not available yet: trainer/ray_train.py "
@@ -42,10 +53,10 @@ def _fit(args) -> int:
         from trainer.ray_train import fit
 
         return fit(cfg, args.num_workers, args.use_gpu, args.resume)
-    from trainer.data import TrainData
+    from trainer.cache import training_data
     from trainer.loop import train
 
-    data = TrainData.from_config(cfg.data, cfg.seed)
+    data = training_data(cfg)
     result = train(cfg, data, resume=args.resume)
     if result.stopped == "nan":
         print(f"error: stopped at step {result.step + 1} on a non-finite loss or gradient; the last finite "
@@ -65,9 +76,14 @@ def _sample(args) -> int:
 
 
 def _cache(args) -> int:
-    print("error: refinery train cache is not implemented yet: fit reads pixels and encodes text on the fly",
-          file=sys.stderr)
-    return 2
+    from trainer.cache import build, default_folder
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(args.config, {"data": {"uri": args.data}} if args.data else None)
+    made = build(cfg, args.output or default_folder(cfg))
+    print(f"cached {made.rows} rows ({made.kind}) and {made.texts} captions x {made.encoders} text encoder(s) in "
+          f"{made.folder}; train from it: refinery train fit --config {args.config} --cache {made.folder}")
+    return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -77,6 +93,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True)
     p.add_argument("--data", help="a curated output to train on (overrides data.uri)")
     p.add_argument("--checkpoint-dir", help="where checkpoints go (overrides checkpoint.dir)")
+    p.add_argument("--cache", help="a `refinery train cache` folder to read instead of images (overrides data.cache)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--steps", type=int, default=None, help="override the config's steps")
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers")
@@ -93,8 +110,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None)
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.set_defaults(func=_sample)
-    p = sub.add_parser("cache", help="precompute latents and text embeddings (not implemented yet)")
+    p = sub.add_parser("cache", help="precompute latents (or pixels) and text embeddings for fit --cache")
     p.add_argument("--config", required=True)
+    p.add_argument("--data", help="a curated output to cache (overrides data.uri)")
+    p.add_argument("--output", help="the cache folder (default: data.cache, else <checkpoint.dir>/cache)")
     p.set_defaults(func=_cache)
     return parser.parse_args(argv)
 

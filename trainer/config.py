@@ -11,7 +11,9 @@ Sections:
   ``curate.expr`` row filter: ``keep``, ``keep and level == 5``), the bucket set (``area`` in
   pixels, ``bucket_step``, ``min_side``/``max_side``, ``max_ratio``), ``random_crop``,
   ``batch_size``, ``workers`` (decode processes), the caption mix (``caption_mode`` source |
-  redraw, ``caption_ratio``: the synthetic share) and ``cfg_dropout`` (per text encoder).
+  redraw, ``caption_ratio``: the synthetic share) and ``cfg_dropout`` (per text encoder);
+  ``cache``: a folder ``refinery train cache`` wrote (``trainer.cache``), read instead of
+  decoding images and running the VAE and text encoders (null: no cache).
 - ``model``: ``unet`` (the UNet2DConditionModel's layout), ``cross_attention_dim``, ``vae`` (an
   AutoencoderKL folder with safetensors; null: pixel space, for tiny configs) and
   ``text_encoders`` (1-3): ``kind`` tiny (a small CLIPTextModel built from config over
@@ -57,6 +59,7 @@ class DataConfig(_Strict):
     caption_mode: Literal["source", "redraw", "original", "synthetic"] = "redraw"
     caption_ratio: float = Field(0.5, ge=0, le=1, description="the share of samples on the synthetic caption")
     cfg_dropout: float = Field(0.1, ge=0, le=1, description="empty-caption rate, drawn per text encoder")
+    cache: str | None = Field(None, min_length=1, description="a `refinery train cache` folder fit reads instead")
 
 
 class UNetConfig(_Strict):

@@ -28,8 +28,13 @@ Contract:
   ``resize_crop`` to the bucket: centred, or with ``random_crop`` at offsets drawn from
   (seed, epoch, row_key), so the pixels do not depend on which process built the batch.
   ``num_workers`` > 0 builds batches in that many torch DataLoader worker processes (in order:
-  the same batches as 0, which builds them in this process). A selected row whose bytes are
-  missing or do not decode is a ``DataError`` naming its row_key.
+  the same batches as 0, which builds them in this process); the workers are started once and
+  kept across epochs (``persistent_workers``: each epoch's batch orders go to the same
+  processes), so one ``batches`` iteration at a time per ``TrainData``. A selected row whose
+  bytes are missing or do not decode is a ``DataError`` naming its row_key.
+- ``batch_builder()`` is what turns a ``BatchSpec`` into a batch (a ``BatchBuilder``);
+  ``trainer.cache.CachedData`` replaces it to read precomputed pixels or latents and text
+  embeddings instead.
 """
 from __future__ import annotations
 
@@ -83,6 +88,7 @@ class TrainData:
         self.batch_size, self.seed, self.world_size, self.rank = batch_size, seed, world_size, rank
         self.caption_mode, self.caption_ratio = caption_mode, caption_ratio
         self.num_workers, self.random_crop, self.drop_last = num_workers, random_crop, drop_last
+        self._loader, self._orders = None, None  # the persistent DataLoader, once num_workers > 0 first reads
         self.buckets = bucket_set(bucket_area, step=bucket_step, min_side=min_side, max_side=max_side,
                                   max_ratio=max_ratio)
         index = self._read_index()
@@ -149,15 +155,22 @@ class TrainData:
                 (self._units[i], self._row_keys[i], int(self.widths[i]), int(self.heights[i])) for i in rows), captions))
         return out
 
+    def batch_builder(self):
+        """A picklable callable ``BatchSpec -> batch`` (module doc)."""
+        return BatchBuilder(self._spec, self.output.units, self._decode, self.seed if self.random_crop else None)
+
     def batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
         specs = self.specs(epoch, start_batch)
-        builder = BatchBuilder(self._spec, self.output.units, self._decode, self.seed if self.random_crop else None)
         if self.num_workers == 0:
-            yield from map(builder, specs)
+            yield from map(self.batch_builder(), specs)
             return
-        loader = torch.utils.data.DataLoader(_Specs(specs, builder), batch_size=None, shuffle=False,
-                                             num_workers=self.num_workers, collate_fn=_as_built)
-        yield from loader
+        if self._loader is None:  # started once, kept across epochs
+            self._orders = _Orders()
+            self._loader = torch.utils.data.DataLoader(_Built(self.batch_builder()), batch_size=None,
+                                                       sampler=self._orders, num_workers=self.num_workers,
+                                                       persistent_workers=True, collate_fn=_as_built)
+        self._orders.specs = specs
+        yield from self._loader
 
 
 class BatchBuilder:
@@ -222,15 +235,27 @@ def _decoded(data: bytes | None, cfg: DecodeConfig, size: tuple[int, int], bucke
     return Image.fromarray(rgb)
 
 
-class _Specs(torch.utils.data.Dataset):
-    def __init__(self, specs: list[BatchSpec], builder: BatchBuilder):
-        self.specs, self.builder = specs, builder
+class _Orders(torch.utils.data.Sampler):
+    """The current epoch's ``BatchSpec``s, handed to the persistent workers one by one as their "indices"."""
+
+    def __init__(self):
+        self.specs: list[BatchSpec] = []
 
     def __len__(self) -> int:
         return len(self.specs)
 
-    def __getitem__(self, i: int) -> dict:
-        return self.builder(self.specs[i])
+    def __iter__(self):
+        return iter(list(self.specs))
+
+
+class _Built(torch.utils.data.Dataset):
+    """``dataset[spec]`` is the batch ``builder`` makes of it (in the worker that gets the spec)."""
+
+    def __init__(self, builder):
+        self.builder = builder
+
+    def __getitem__(self, spec: BatchSpec) -> dict:
+        return self.builder(spec)
 
 
 def _as_built(batch: dict) -> dict:

@@ -20,7 +20,11 @@ dicts with ``pixels`` (B, 3, H, W) in [-1, 1], ``captions``, ``row_keys``, and `
   ``resume``: continue from ``latest(checkpoint.dir)`` (the log is cut back to it): 0 -> N in
   one go and 0 -> k, a kill, resume -> N give the same batches and bitwise-equal CPU weights.
 - ``stop_after``: stop once this many steps are done (``stopped="stop_after"``, checkpointed).
-- Progress: ``curate.progress.progress_bar`` (steps/s, ETA) and a loss line every ``log_every``.
+- Progress: ``curate.progress.progress_bar`` (steps/s, ETA) and a loss line every ``log_every``,
+  on rank 0 only (every status line too: the other ranks of a Ray Train run print nothing).
+- A cached batch (``trainer.cache``): ``latent_mean``/``latent_std`` instead of ``pixels`` (the
+  latent drawn with the step's generator) and the text embeddings of the chosen captions and of
+  the empty prompt (what a dropped encoder gets) instead of running the encoders.
 Ray Train's workers run ``train`` too (``trainer/ray_train.py``, the one trainer module that imports Ray).
 ``batch_loss(diffusion, batch, cfg, generator, epoch=0)`` is one batch's loss (tests use it on a fixed batch).
 """
@@ -40,6 +44,7 @@ import torch.nn.functional as F
 from curate.logs import say
 from curate.progress import progress_bar
 from trainer import checkpoint as ckpt
+from trainer.cache import cached_latents, cached_text
 from trainer.captions import cfg_drop
 from trainer.config import TrainConfig, train_config_from
 from trainer.model import Diffusion, build_model, load_weights
@@ -78,17 +83,21 @@ def batch_loss(diffusion: Diffusion, batch: dict, cfg: TrainConfig, generator: t
     schedule = schedule or noise_scheduler(cfg)
     objective = objective_of(cfg)
     device = next(diffusion.unet.parameters()).device
-    pixels = batch["pixels"].to(device)
-    x0 = diffusion.to_latents(pixels, generator if device.type == "cpu" else None)
+    if "latent_mean" in batch:  # a cache: the VAE's posterior, sampled here as to_latents would
+        x0 = cached_latents(diffusion, batch, generator if device.type == "cpu" else None, device)
+    else:
+        x0 = diffusion.to_latents(batch["pixels"].to(device), generator if device.type == "cpu" else None)
     noise = torch.randn(x0.shape, generator=generator).to(device)
     shift = None
     if objective.kind == "flow":
-        shift = cfg.schedule.shift or resolution_shift(pixels.shape[-1], pixels.shape[-2])
+        shift = cfg.schedule.shift or resolution_shift(*batch["bucket"])
     t = objective.sample_timesteps(x0.shape[0], generator, schedule, shift=shift).to(device)
     ids = [str(k) for k in batch["row_keys"]]
-    per_encoder = [["" if cfg_drop(i, cfg.seed, epoch, cfg.data.cfg_dropout, n) else c for i, c in zip(ids, batch["captions"])]
-                   for n in range(len(diffusion.encoders))]
-    hidden, pooled = diffusion.encode_text(per_encoder)
+    drops = [[cfg_drop(i, cfg.seed, epoch, cfg.data.cfg_dropout, n) for i in ids] for n in range(len(diffusion.encoders))]
+    if "text_hidden" in batch:
+        hidden, pooled = cached_text(batch, drops, device)
+    else:
+        hidden, pooled = diffusion.encode_text([["" if d else c for d, c in zip(drop, batch["captions"])] for drop in drops])
     time_ids = torch.cat([torch.as_tensor(batch[k]).reshape(-1, 2) for k in ("original_size", "crop_top_left", "target_size")], 1)
     cuda_bf16 = device.type == "cuda" and cfg.precision == "bf16"
     with torch.autocast("cuda", dtype=torch.bfloat16) if cuda_bf16 else contextlib.nullcontext():
@@ -109,6 +118,15 @@ def _agreed_finite(finite: bool, device: torch.device) -> bool:
 def _grads_finite(params: list[torch.nn.Parameter]) -> bool:
     grads = [p.grad for p in params if p.grad is not None]
     return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+
+
+def _quiet(line: str) -> None:
+    """A status line on a rank other than 0: not printed (rank 0 prints the run's lines)."""
+
+
+@contextlib.contextmanager
+def _no_progress():
+    yield lambda n=1, parts=0: None
 
 
 def _rank() -> tuple[int, int]:
@@ -186,6 +204,7 @@ def train(cfg: TrainConfig, data, stop_after: int | None = None, resume: bool = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world = _rank()
+    tell = say if rank == 0 else _quiet
     device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     run = Path(cfg.checkpoint.dir)
     diffusion = build_model(cfg.model, cfg.seed)
@@ -208,7 +227,7 @@ def train(cfg: TrainConfig, data, stop_after: int | None = None, resume: bool = 
     if found is not None:
         _restore(found, diffusion, optimiser, lr_sched, ema)
         meta.update({k: int(found.meta[k]) for k in meta})
-        say(f"train: resumed from {found.path} (step {meta['step']})")
+        tell(f"train: resumed from {found.path} (step {meta['step']})")
     model = torch.nn.parallel.DistributedDataParallel(unet) if world > 1 else unet
     schedule = noise_scheduler(cfg)
     position = _Position(data, meta["epoch"], meta["batch"])
@@ -218,7 +237,8 @@ def train(cfg: TrainConfig, data, stop_after: int | None = None, resume: bool = 
         (run / LOG).write_text("".join(json.dumps(r) + "\n" for r in log_rows), encoding="utf-8")
     last = found.path if found is not None else None
     stopped, recent = None, []
-    with progress_bar("train", cfg.steps - meta["step"], noun="steps") as advance:
+    shown = progress_bar("train", cfg.steps - meta["step"], noun="steps") if rank == 0 else _no_progress()
+    with shown as advance:
         while meta["step"] < cfg.steps:
             losses, rows, finite = [], [], True
             for micro in range(o.accumulation):
@@ -237,12 +257,12 @@ def train(cfg: TrainConfig, data, stop_after: int | None = None, resume: bool = 
             if not finite:
                 optimiser.zero_grad(set_to_none=True)
                 if cfg.nan_policy == "stop":
-                    say(f"train: non-finite loss or gradient at step {meta['step'] + 1}: stopped before the optimiser "
+                    tell(f"train: non-finite loss or gradient at step {meta['step'] + 1}: stopped before the optimiser "
                         f"step; the last finite checkpoint is {last}")
                     stopped = "nan"
                     break
                 meta["skipped"] += 1
-                say(f"train: non-finite loss or gradient at step {meta['step'] + 1}: step skipped ({meta['skipped']} so far)")
+                tell(f"train: non-finite loss or gradient at step {meta['step'] + 1}: step skipped ({meta['skipped']} so far)")
                 continue
             if o.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
@@ -259,7 +279,7 @@ def train(cfg: TrainConfig, data, stop_after: int | None = None, resume: bool = 
                 with open(run / LOG, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"step": step, "loss": mean, "lr": lr_sched.get_last_lr()[0], "rows": rows}) + "\n")
             if step % cfg.log_every == 0:
-                say(f"train: step {step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} lr {lr_sched.get_last_lr()[0]:.2e}")
+                tell(f"train: step {step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} lr {lr_sched.get_last_lr()[0]:.2e}")
                 recent = []
             done = step == cfg.steps or (stop_after is not None and step >= stop_after)
             if step % cfg.checkpoint.every == 0 or done:

@@ -15,15 +15,16 @@ The only trainer module that imports Ray. Contract:
   plus one spare CPU, else a fraction of its CPUs (``total / (num_workers + 1)``), so that
   workers never take every CPU of a small machine (Ray's own actors starve). DDP over gloo on
   CPU, nccl on GPU (``TorchConfig``).
-- Each worker trains on its own share: ``TrainData.from_config(…, world_size, rank)`` from
-  ``ray.train.get_context()`` (``BucketBatcher`` splits each epoch's batches across ranks,
+- Each worker trains on its own share: ``trainer.cache.training_data(cfg, world_size, rank)``
+  (a cache when ``data.cache`` is set) from ``ray.train.get_context()`` (``BucketBatcher`` splits each epoch's batches across ranks,
   disjoint). Every batch a worker is fed is appended to ``<checkpoint.dir>/ranks/rank-<r>.jsonl``
   (``{"epoch", "batch", "rows"}``; a resumed run appends), so the split can be audited.
 - Checkpoints: rank 0 writes them as ``trainer.checkpoint`` does in ``checkpoint.dir`` (resume
   reads those), and every rank calls ``ray.train.report`` at each checkpoint step, rank 0 with
   ``Checkpoint.from_directory`` of it; Ray Train copies it under
   ``RunConfig(storage_path=<checkpoint.dir>)/<run name>/ckpt-<step>`` and keeps the newest
-  ``checkpoint.keep``. Local paths in the config are made absolute before the workers get it.
+  ``checkpoint.keep``. Local paths in the config (data, cache, checkpoints) are made absolute
+  before the workers get it. Only rank 0 prints progress and status lines (``trainer.loop``).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _worker(config: dict) -> None:
     """What each Ray Train worker runs: ``config`` = {"train": TrainConfig as a dict, "resume": bool}."""
     import torch
 
-    from trainer.data import TrainData
+    from trainer.cache import training_data
     from trainer.loop import train
 
     cfg = train_config_from(config["train"], "the Ray Train worker's config")
@@ -83,7 +84,7 @@ def _worker(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     if torch.cuda.is_available():
         torch.cuda.set_device(ray.train.torch.get_device())
-    data = TrainData.from_config(cfg.data, cfg.seed, world_size=world, rank=rank)
+    data = training_data(cfg, world_size=world, rank=rank)
     fed = _Recorded(data, Path(cfg.checkpoint.dir) / RANKS / f"rank-{rank}.jsonl")
 
     def report(path, metrics: dict) -> None:
@@ -102,6 +103,8 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
     uri = raw["data"]["uri"]
     if "://" not in uri and os.path.exists(uri.split("?", 1)[0]):
         raw["data"]["uri"] = str(Path(uri).resolve())
+    if raw["data"].get("cache"):
+        raw["data"]["cache"] = str(Path(raw["data"]["cache"]).expanduser().resolve())
     return train_config_from(raw, "the Ray Train driver's config")
 
 

@@ -34,6 +34,17 @@ def _store(url: str | None):
     return WorkflowStore.open(url or default_store_url())
 
 
+def _existing_store(url: str | None):
+    """The store the reading commands read: never created by them (a mistyped --store is an error)."""
+    from workflows.db import masked_url
+    from workflows.store import WorkflowStore
+
+    url = url or default_store_url()
+    if not WorkflowStore.exists(url):
+        raise SpecError(f"no workflow store at {masked_url(url)} (a run creates it; check --store or $REFINERY_WORKFLOW_DB)")
+    return WorkflowStore.open(url)
+
+
 class LazyJobs:
     """A job client made on the first job (so a run with no new input never starts a Ray head)."""
 
@@ -147,7 +158,7 @@ def _runs_table(store, runs) -> Table:
 
 
 def cmd_status(args) -> int:
-    store = _store(args.store)
+    store = _existing_store(args.store)
     runs = store.runs(args.workflow, limit=args.limit)
     if not runs:
         console.print("no runs recorded" + (f" for workflow {args.workflow}" if args.workflow else ""))
@@ -157,7 +168,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_history(args) -> int:
-    store = _store(args.store)
+    store = _existing_store(args.store)
     runs = store.runs(args.workflow, limit=args.limit)
     if not runs:
         console.print(f"no runs recorded for workflow {args.workflow}")
@@ -177,7 +188,7 @@ def _run_of(store, workflow: str, run_id: int):
 
 
 def cmd_logs(args) -> int:
-    store = _store(args.store)
+    store = _existing_store(args.store)
     run = _run_of(store, args.workflow, args.run)
     stage = next((s for s in store.stages(run.id) if s.name == args.stage), None)
     if stage is None:
@@ -201,7 +212,7 @@ def cmd_logs(args) -> int:
 
 
 def cmd_abandon(args) -> int:
-    store = _store(args.store)
+    store = _existing_store(args.store)
     run = _run_of(store, args.workflow, args.run)
     if run.state != "failed":
         raise SpecError(f"run {run.id} is {run.state}: only a failed run can be abandoned")

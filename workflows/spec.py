@@ -61,7 +61,7 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 OWNED_FLAGS = ("--input", "--output", "--config", "--db", "--batch", "--data", "--token")
 OUTPUT_KINDS = ("curate", "caption")
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
-URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*:[^/@]*@")
+URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*:[^/@]*@|[?&](password|passwd|pwd)=", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 EXCLUDES = [".git", ".venv", "demo-out", "**/__pycache__", "*.egg-info"]
@@ -210,6 +210,11 @@ class WorkflowSpec(_Strict):
     source: Path
     digest: str
     _node: Any = PrivateAttr(None)
+    _roots: Any = PrivateAttr(None)  # the allowed roots (spec_paths.Roots) the paths were confined to
+
+    def holds(self, local_path: str) -> bool:
+        """Whether a local path, symlinks resolved, lies inside the spec's allowed roots."""
+        return self._roots is None or self._roots.hold(os.path.realpath(local_path))
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -296,10 +301,11 @@ def load_spec(path: str | Path, roots_env: str | None = FROM_ENVIRONMENT) -> Wor
         raise SpecError(f"{file}:1: the spec is nested too deeply") from err
     spec._node = node
     try:
-        spec = _checked(spec, roots_of(spec.roots, str(source.parent), roots_env))
+        roots = roots_of(spec.roots, str(source.parent), roots_env)
+        spec = _checked(spec, roots)
     except Problem as bad:
         raise problem(file, node, bad.loc, bad.message) from None
-    spec._node = node
+    spec._node, spec._roots = node, roots
     return spec
 
 
@@ -314,13 +320,36 @@ def _checked(spec: WorkflowSpec, roots) -> WorkflowSpec:
             raise Problem(("ray", "env", name), f"put secrets in the environment: {{from_env: {name}}}")
     for loc, url in [(("store",), spec.store), (("ray", "address"), spec.ray.address)] + [
             (("stages", i, "db"), getattr(s, "db", None)) for i, s in enumerate(stages)]:
-        if isinstance(url, str) and URL_PASSWORD.match(url):
+        if isinstance(url, str) and URL_PASSWORD.search(url):
             hint = f"${DB_VAR}" if loc == ("store",) else "{from_env: NAME}"
             raise Problem(loc, f"a password in the spec; put the URL in the environment: {hint}")
+    for i, stage in enumerate(stages):
+        found = _literal_secret(getattr(stage, "config", None))
+        if found:
+            raise Problem(("stages", i, "config", *found), "a secret in the spec: configs name an environment variable "
+                          "instead (caption's openai.api_key_env, for one), or use ray.env {from_env: NAME}")
     for i, ref in enumerate(spec.inputs):
         if scheme_problem(ref) or "{" in ref or "}" in ref:
             raise Problem(("inputs", i), scheme_problem(ref) or "braces are not expanded here; list each input instead")
     return placed(spec.model_copy(update={"stages": stages}), roots)
+
+
+def _literal_secret(config, path: tuple = ()) -> tuple | None:
+    """The key path of a literal string under a secret-looking key in an inline config (``*_env`` keys name variables)."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            name = str(key)
+            if isinstance(value, str) and value and SECRET_NAME.search(name) and not name.lower().endswith("_env"):
+                return (*path, name)
+            found = _literal_secret(value, (*path, name))
+            if found:
+                return found
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            found = _literal_secret(value, (*path, i))
+            if found:
+                return found
+    return None
 
 
 def _with_input(stages: list, i: int):

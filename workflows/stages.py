@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from curate.safe_yaml import load_yaml
+from workflows.partitions import curate_input
 from workflows.spec import resolve_db
 
 PACKAGES = {"curate": ("curate", "run"), "caption": ("caption", "run"), "annotate-import": ("annotate", "import"),
@@ -105,6 +106,20 @@ def _argv(spec, stage, run_id: int, curate_input: str, reads: str | None, output
         argv += ["--config", config or stage.config, "--data", reads, "--checkpoint-dir", output, "--resume"]
         argv += ["--steps", str(stage.steps)] if stage.steps else []
     return argv + list(stage.args)
+
+
+MAX_INPUT_ARG = 32 * 1024  # Linux caps one argument at 128 KiB; Ray keeps the entrypoint in its job table too
+
+
+def input_arg(spec, run_id: int, partitions) -> str:
+    """curate's ``--input`` for these partitions: the braced list, or ``@<run dir>/inputs.txt`` when it is long."""
+    text = curate_input(partitions)
+    if len(text) <= MAX_INPUT_ARG or any("\n" in p.uri for p in partitions):  # a list file holds one per line
+        return text
+    listing = run_dir(spec, run_id) / "inputs.txt"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text("".join(f"{p.uri}\n" for p in partitions))
+    return f"@{listing}"
 
 
 def plan(spec, run_id: int, curate_input: str, configs: dict[str, str]) -> list[StagePlan]:

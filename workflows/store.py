@@ -47,6 +47,14 @@ class WorkflowStore:
         self._write = sessionmaker(write_engine(self.engine), expire_on_commit=False)
         self._queue = WriteQueue.for_url(url)
 
+    @staticmethod
+    def exists(url: str) -> bool:
+        """Whether a store is there to read (a SQLite file that exists; any other URL is asked)."""
+        parsed = make_url(normalize_url(url))
+        if parsed.get_backend_name() == "sqlite":
+            return parsed.database not in (None, "", ":memory:") and Path(parsed.database).is_file()
+        return migrate.current(url) is not None
+
     @classmethod
     def open(cls, url: str) -> "WorkflowStore":
         parsed = make_url(normalize_url(url))
@@ -150,6 +158,23 @@ class WorkflowStore:
             run.state, run.finished_at, run.message, run.resumed = "running", None, "", run.resumed + 1
             run.started_at = run.started_at or utcnow()
         self._tx(work)
+
+    def fail_orphans(self, workflow: str, message: str) -> list[int]:
+        """Mark ``workflow``'s pending and running runs (and their running stages and attempts) failed; their ids.
+        Only the holder of the workflow's lock calls this: with the lock held, no live runner owns such a run."""
+        def work(s):
+            runs = list(s.scalars(select(Run).where(Run.workflow == workflow, Run.state.in_(("pending", "running")))
+                                  .with_for_update()))
+            now = utcnow()
+            for run in runs:
+                stages = list(s.scalars(select(Stage).where(Stage.run_id == run.id, Stage.state == "running")))
+                for stage in stages:
+                    s.execute(update(Attempt).where(Attempt.stage_id == stage.id, Attempt.state == "running")
+                              .values(state="failed", finished_at=now, message=message))
+                    stage.state, stage.finished_at, stage.message = "failed", now, message
+                run.state, run.finished_at, run.message = "failed", now, message
+            return [run.id for run in runs]
+        return self._tx(work)
 
     def abandon(self, run_id: int) -> None:
         """A failed run that will not be resumed: state abandoned; its partitions go to the next run."""
