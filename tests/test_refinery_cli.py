@@ -49,7 +49,7 @@ def test_a_plugin_installed_later_dispatches_without_curate_importing_it(tmp_pat
     monkeypatch.delitem(sys.modules, module, raising=False)
 
     assert refinery_cli.main([]) == 2
-    assert "usage: refinery {annotate,caption,curate,greet,train}" in capsys.readouterr().err
+    assert "usage: refinery {annotate,caption,curate,greet,train,workflow}" in capsys.readouterr().err
     assert module not in sys.modules  # listed, not imported
 
     assert refinery_cli.main(["greet", "a", "b"]) == 7
