@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA, train a tiny UNet on it
+demo: setup   ## build the bundled sample, curate it, caption it with a tiny random LLaVA, train a tiny UNet on it, check the nightly workflow spec
 	$(BIN)/refinery curate demo --output demo-out
 	$(BIN)/refinery caption demo --output demo-out
 	$(BIN)/refinery train fit --config tiny-cpu --steps 40 --resume
 	$(BIN)/refinery train sample --checkpoint demo-out/runs/tiny-cpu/ckpt-00000040 --steps 10 \
 	    --prompt "a ginger tabby cat" --prompt "a cup of coffee" --out demo-out/samples.png
+	$(BIN)/refinery workflow validate workflows/examples/nightly.yaml
 
 # The CJK font the Chinese OCR test renders with (Debian/Ubuntu fonts-wqy-microhei: 1.6 MB
 # download, 5 MB installed). Installed only when no Chinese font is there; without apt-get it

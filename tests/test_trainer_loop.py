@@ -178,7 +178,7 @@ def test_every_objective_trains_with_accumulation_and_samples(curated, tmp_path,
     assert Image.open(tmp_path / "samples" / "step-00000002.png").size == (64, 32)  # two 32 x 32 images side by side
 
 
-def test_cli_samples_a_checkpoint_and_cache_says_not_yet(one_go, tmp_path, capsys):
+def test_cli_samples_a_checkpoint(one_go, tmp_path, capsys):
     from PIL import Image
 
     from trainer.cli import main
@@ -189,5 +189,3 @@ def test_cli_samples_a_checkpoint_and_cache_says_not_yet(one_go, tmp_path, capsy
     assert main(argv) == 0
     assert Image.open(out).size == (64, 64)  # 3 images of 32 x 32 in rows of 2
     assert main(["sample", "--checkpoint", str(tmp_path), "--prompt", "x", "--out", str(out)]) == 2
-    assert main(["cache", "--config", str(TINY)]) == 2
-    assert "not implemented yet" in capsys.readouterr().err

@@ -16,6 +16,9 @@ Contract:
   manifest digest over units, current group versions and decode settings, ``written``,
   ``generation``), counts, kind (pixels | latents). Progress is shown per image and caption.
   Random crops are epoch 0's (seed, 0, row_key): a cached run trains every epoch on that crop.
+  Trained from, it gives fit's losses for the same seed: bitwise in pixel space, and through the
+  VAE to float rounding (tests allow 1e-6 relative; bitwise on CPU when fit's batches are the
+  cache's, as in one process: the VAE then ran on the same batches).
 - ``check(cfg, output) -> dict`` (the record): a missing or foreign folder, or a cache built
   from other config fields or another state of the output, is one-line ``CacheError`` naming
   what changed.
@@ -242,9 +245,10 @@ def training_data(cfg: TrainConfig, world_size: int = 1, rank: int = 0) -> Train
     return TrainData.from_config(cfg.data, cfg.seed, world_size, rank)
 
 
-def _lookup(table: pa.Table, key: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _lookup(table: pa.Table, key: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``table`` sorted by ``key``: the sorted keys (for searchsorted) and every column in that order."""
     order = np.argsort(table.column(key).to_numpy())
-    return table.column(key).to_numpy()[order], order, {n: table.column(n).to_numpy()[order] for n in table.column_names}
+    return table.column(key).to_numpy()[order], {n: table.column(n).to_numpy()[order] for n in table.column_names}
 
 
 class CacheBuilder:
@@ -263,7 +267,7 @@ class CacheBuilder:
         return self._rows, self._texts
 
     def _find(self, table, keys: list[int], what: str) -> list[tuple[int, int, dict]]:
-        sorted_keys, _, columns = table
+        sorted_keys, columns = table
         at = np.searchsorted(sorted_keys, keys)
         out = []
         for key, i in zip(keys, at):

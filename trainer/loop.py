@@ -46,7 +46,7 @@ from curate.progress import progress_bar
 from trainer import checkpoint as ckpt
 from trainer.cache import cached_latents, cached_text
 from trainer.captions import cfg_drop
-from trainer.config import TrainConfig, train_config_from
+from trainer.config import TrainConfig
 from trainer.model import Diffusion, build_model, load_weights
 from trainer.sample import plot_loss, write_grid
 from trainer.schedules import Objective, make_noise_scheduler, resolution_shift
