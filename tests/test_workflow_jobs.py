@@ -56,13 +56,16 @@ def kill_all(pids) -> None:
 
 @pytest.fixture(scope="module")
 def head():
-    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-        assert var not in os.environ, f"{var} is set in the test environment: the refusal tests would not test anything"
+    # An earlier test of this process may have left Ray's own variables behind (ray.init sets some): without
+    # them here, a refusal test cannot pass by a token this process would send on its own.
+    saved = {var: os.environ.pop(var) for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+             if var in os.environ}
     local = LocalHead(num_cpus=2)
     try:
         local.start()
         yield local
     finally:
+        os.environ.update(saved)
         temp_dir = local.temp_dir
         local.stop()
         wait_until(lambda: not token_processes(local.token), timeout=15)
