@@ -5,7 +5,9 @@
 ``Store.init(url)`` creates or migrates it and returns the revision. A batch name is checked
 (``store_queries.check_batch``); a batch of that name is reused only with the same settings and source.
 Every write is one transaction run by ``db.in_transaction`` (SQLite: BEGIN IMMEDIATE, retried while
-busy). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
+busy); a vote, its claim's release and its audit row commit together, in five or six statements
+(``bench/bench_annotate.md``). ``warm(user, batch, mode)`` compiles the hot statements ahead of the
+first key press (reads only). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
 claims take ``FOR UPDATE SKIP LOCKED`` and re-check the item in a fresh statement once locked, so a
 count from an older snapshot never over-assigns it). Invariant: an item's votes plus its live
 claims by others never exceed ``votes_needed`` when a claim is granted; a vote beyond
@@ -182,13 +184,14 @@ class Store:
         return self._tx(work)
 
     def warm(self, user: User, batch: str | None = None, mode: str | None = None) -> None:
-        """Compile this process's SQL for ``claim_next(user, batch, mode)`` and ``vote`` ahead of the first key
-        press (SQLAlchemy compiles a statement on its first use, about 10-25 ms of CPU per process): one read
-        transaction runs the hot reads on an id and a batch name that match no row; nothing is locked or written."""
+        """Compile this process's SQL for ``claim_next(user, batch, mode)`` and ``vote`` before the first key press
+        (SQLAlchemy compiles a statement on first use): the hot reads, on an id and batch name matching no row,
+        in one read transaction; nothing is locked or written (without a batch, the new-item query stays cold)."""
         with self._read() as s, s.begin():
             nowhere = batch_filter("" if batch is not None else None, mode)
             s.scalar(own_claim(user.id, nowhere))
-            s.scalar(next_offerable(user.id, utcnow(), nowhere))
+            if batch is not None:
+                s.scalar(next_offerable(user.id, utcnow(), nowhere))
             s.scalar(select(Item.id).where(Item.id == 0, offerable(user.id, utcnow())))
             cast(s, 0)
             try:

@@ -2,7 +2,10 @@
 
 ``offerable(user_id, now)``: an item this user may claim now (not final, not voted or skipped by
 them, its votes plus live claims by others below ``votes_needed``); ``n_votes``/``others_claims``
-count an item's votes and the live claims of other users. ``progress``, ``status``, ``votes`` and
+count an item's votes and the live claims of other users. The hot path of ``claim_next`` and ``vote``:
+``batch_filter``, ``own_claim``, ``next_offerable`` (statements), ``lock_item`` (the item and its batch's
+settings in one locking statement, no thumbnail), ``cast`` (an item's votes in order) and ``settle``
+(the aggregated final level, written with one UPDATE only when it changes). ``progress``, ``status``, ``votes`` and
 ``finals`` read inside a session the caller opened (``Store`` checks roles before calling them).
 Times come back in UTC; "today" is the local calendar day. In ``status`` a batch's ``final`` counts
 its items that are done: a final level (grade mode), or ``votes_needed`` votes (caption mode).
