@@ -21,7 +21,7 @@ from workflows.schedule import MAX_SLEEP_S, Scheduler, fire_times, next_fire_tim
 from workflows.store import WorkflowStore
 
 UTC = timezone.utc
-pg_db = test_workflow_store.pg_db  # the throwaway PostgreSQL database (a skip, saying why, without a server)
+pg_db = test_workflow_store.pg_db  # the throwaway PostgreSQL database (a failure naming the setting without a server)
 
 
 def utc(*parts: int) -> datetime:

@@ -9,7 +9,6 @@ claim the same slots and locks: every one is won exactly once.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import secrets
 import time
 from datetime import timezone
@@ -18,38 +17,22 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from test_annotate_concurrency import throwaway_pg
 from workflows import migrate
 from workflows.db import VERSION_TABLE, Base, StoreError, engine_for
 from workflows.store import WorkflowStore
 
-PG_SETTING = "REFINERY_TEST_PG"
 DIGEST = "d" * 64
-
-
-def _pg_admin() -> str:
-    return os.environ.get(PG_SETTING, "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="module")
 def pg_db():
-    """A throwaway PostgreSQL database (its url) for this module, or a skip naming why there is none."""
-    import psycopg
-
-    admin = _pg_admin()
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_SETTING}={admin}: {str(exc).strip().splitlines()[0]}")
-    name = f"refinery_wf_{secrets.token_hex(6)}"
-    conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        conn.close()
+    """A throwaway PostgreSQL database (its url) for this module: the annotation suite's rule, a failure naming
+    the setting without a server (REFINERY_ALLOW_SKIP_PG=1 makes it a skip)."""
+    with throwaway_pg() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
