@@ -9,8 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("curate", "caption", "annotate", "trainer", "workflows")
-# The only curate modules workflows may use: YAML/error helpers and URI parsing, no stage code.
-WORKFLOW_HELPERS = ("curate.safe_yaml", "curate.readers.fsutil", "curate.s3")
+# The only curate modules workflows may use: YAML/error helpers, URI parsing, the SQL engine layer; no stage code.
+WORKFLOW_HELPERS = ("curate.safe_yaml", "curate.readers.fsutil", "curate.s3", "curate.sql_store")
 
 
 def imports_of(package: str) -> dict[str, set[str]]:

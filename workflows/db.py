@@ -11,39 +11,29 @@ one unit of work and retries it while the database is busy (SQLite "database is 
 deadlock or serialization failure); callers only ever see a ``StoreError``. Times are stored as UTC
 (``UTCDateTime``) and always read back aware UTC. Error messages never show a URL's password.
 
-Same recipe as the annotation store's db module, kept separate: workflows import no stage code.
+The engine layer is ``curate.sql_store``, the one the annotation store uses too (workflows import no stage code).
 """
 from __future__ import annotations
 
-import fcntl
-import os
-import random
-import re
-import time
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 from sqlalchemy import (BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, MetaData, String, Text,
-                        UniqueConstraint, create_engine, event)
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, DBAPIError
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-BUSY_TIMEOUT_MS = 5000
-BUSY_GIVE_UP_S = 60.0
-WRITE_OPTION = "refinery_begin_immediate"
+import curate.sql_store as sql_store
+from curate.sql_store import BUSY_GIVE_UP_S, BUSY_TIMEOUT_MS, StoreError, WriteQueue, engine_for, is_busy, masked_url, write_engine
+
+__all__ = ["BUSY_GIVE_UP_S", "BUSY_TIMEOUT_MS", "StoreError", "WriteQueue", "engine_for", "in_transaction", "is_busy",
+           "masked_url", "normalize_url", "write_engine"]
 VERSION_TABLE = "workflow_alembic_version"
 RUN_STATES = ("pending", "running", "succeeded", "failed", "empty", "abandoned")
 STAGE_STATES = ("pending", "running", "succeeded", "failed", "skipped")
 ATTEMPT_STATES = ("running", "succeeded", "failed", "timeout", "stopped")
 TRIGGERS = ("manual", "schedule")
 T = TypeVar("T")
-
-
-class StoreError(ValueError):
-    """The workflow store cannot do what was asked (unknown run, wrong state, busy for too long…)."""
 
 
 def utcnow() -> datetime:
@@ -172,98 +162,10 @@ class Slot(Base):
     note: Mapped[str] = mapped_column(Text, default="", nullable=False)
 
 
-def masked_url(url: str) -> str:
-    """``url`` with the password of any ``user:password@`` replaced by ``***``."""
-    return re.sub(r"(://[^/@\s:]*):[^/\s]*@", r"\1:***@", url)
-
-
 def normalize_url(url: str) -> str:
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
-    if url.startswith(("sqlite:///", "postgresql+psycopg://")):
-        return url
-    raise StoreError(f"unsupported workflow store url {masked_url(url)!r}: use sqlite:///file.db or postgresql://user@host/db")
-
-
-def _sqlite_connect(dbapi_connection, _record) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _sqlite_begin)
-    cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON", "synchronous=NORMAL"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
-def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
-
-
-def engine_for(url: str) -> Engine:
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_recycle=1800)
-
-
-def write_engine(engine: Engine) -> Engine:
-    """The same pool; on SQLite its transactions begin with BEGIN IMMEDIATE."""
-    return engine.execution_options(**{WRITE_OPTION: True})
-
-
-def is_busy(exc: BaseException) -> bool:
-    """True for the transient contention errors a retry resolves."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    text = str(exc.orig).lower()
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return "database is locked" in text or "database is busy" in text or sqlstate in ("40001", "40P01")
-
-
-class WriteQueue:
-    """A blocking exclusive flock on ``<database>-writers`` held around each write transaction."""
-
-    def __init__(self, database_path: str):
-        self.path = database_path + "-writers"
-        self._fd: int | None = None
-
-    @classmethod
-    def for_url(cls, url: str) -> "WriteQueue | None":
-        path = normalize_url(url)[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
-        return cls(path) if path and path != ":memory:" else None
-
-    def __enter__(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    return sql_store.normalize_url(url, "workflow store")
 
 
 def in_transaction(make_session: sessionmaker[Session], work: Callable[[Session], T], queue: WriteQueue | None = None) -> T:
-    """Run ``work(session)`` in one transaction, retrying with jittered backoff while the store is busy."""
-    delay, give_up = 0.002, time.monotonic() + BUSY_GIVE_UP_S
-    while True:
-        session = make_session()
-        try:
-            with queue or nullcontext(), session.begin():
-                return work(session)
-        except DataError as exc:  # a value the database refuses (PostgreSQL: too long, a NUL in text)
-            raise StoreError(f"the workflow store refused a value: {str(exc.orig).strip().splitlines()[0]}") from None
-        except DBAPIError as exc:
-            if not is_busy(exc):
-                raise
-            if time.monotonic() > give_up:
-                raise StoreError(f"the workflow store stayed busy for {BUSY_GIVE_UP_S:.0f} s; try again") from None
-        finally:
-            session.close()
-        time.sleep(delay * random.uniform(0.5, 1.5))
-        delay = min(delay * 2, 0.2)
+    """``curate.sql_store.in_transaction``, its errors naming the workflow store."""
+    return sql_store.in_transaction(make_session, work, queue, "workflow store")
