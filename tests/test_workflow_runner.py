@@ -132,6 +132,9 @@ def test_cli_answers_busy_empty_and_bad_requests_without_a_cluster(spec, tmp_pat
     assert missing.returncode == 2 and "has no run 99" in missing.stderr
     not_failed = cli(tmp_path, "abandon", "scripted", "--run", str(store.runs("scripted")[0].id), "--store", url)
     assert not_failed.returncode == 2 and "only a failed run" in not_failed.stderr
+    down = cli(tmp_path, "status", "--store", "postgresql://grader:pw@127.0.0.1:1/x")  # no server on port 1
+    assert down.returncode == 2 and "cannot reach the workflow store" in down.stderr
+    assert "Traceback" not in down.stderr and ":pw@" not in down.stderr
     nothing = cli(tmp_path, "history", "other", "--store", url)
     assert nothing.returncode == 0 and "no runs recorded for workflow other" in nothing.stdout
 

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
+from sqlalchemy.exc import OperationalError
 from rich.table import Table
 
 from workflows.spec import SpecError, default_store_url, load_spec
@@ -264,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SpecError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OperationalError as err:  # the store's server is down, refuses the login, or the file is unreadable
+        from workflows.db import masked_url
+
+        why = masked_url(" ".join(str(getattr(err, "orig", err)).split()))[:300]
+        print(f"error: cannot reach the workflow store: {why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the run is marked failed: run it again to resume", file=sys.stderr)
