@@ -156,14 +156,32 @@ def test_attaching_to_an_existing_submission_does_not_run_it_twice(jobs, workdir
     assert len([j for j in raw.list_jobs() if j.submission_id == req.submission_id]) == 1
 
 
-def test_a_client_without_the_token_or_with_a_wrong_one_is_refused(head):
-    from ray.exceptions import AuthenticationError
-    from ray.job_submission import JobSubmissionClient
+PLAIN_CLIENT = """
+import sys
+from ray.exceptions import AuthenticationError
+from ray.job_submission import JobSubmissionClient
+headers = {"Authorization": "Bearer " + sys.argv[2]} if len(sys.argv) > 2 else None
+try:
+    JobSubmissionClient(sys.argv[1], headers=headers)
+except AuthenticationError as err:
+    print(str(err).splitlines()[0])
+    sys.exit(3)
+"""
 
-    with pytest.raises(AuthenticationError, match="Missing authentication token"):
-        JobSubmissionClient(head.address)
-    with pytest.raises(AuthenticationError, match="Invalid authentication token"):
-        JobSubmissionClient(head.address, headers={"Authorization": "Bearer not-the-token"})
+
+def plain_client(tmp_path, address: str, *token: str) -> subprocess.CompletedProcess:
+    """Ray's own client in a process of its own: no token in its environment, no ~/.ray/auth_token, nothing an
+    earlier test of this process left in Ray's module state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    return subprocess.run([sys.executable, "-c", PLAIN_CLIENT, address, *token], env={**env, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_client_without_the_token_or_with_a_wrong_one_is_refused(head, tmp_path):
+    missing = plain_client(tmp_path, head.address)
+    assert missing.returncode == 3 and "Missing authentication token" in missing.stdout, missing.stdout + missing.stderr
+    wrong = plain_client(tmp_path, head.address, "not-the-token")
+    assert wrong.returncode == 3 and "Invalid authentication token" in wrong.stdout, wrong.stdout + wrong.stderr
     with pytest.raises(RayJobsError, match="requires a token: none was sent"):
         RayJobs(head.address, None).stop("anything")
     with pytest.raises(RayJobsError, match="refused the token") as refused:
