@@ -96,6 +96,10 @@ class ReviewApp(App):
         yield Static(KEYS_GRADE if self.mode == "grade" else KEYS_CAPTION, id="keys", markup=False)
 
     def on_mount(self) -> None:
+        try:  # compile the hot SQL before the first key press (Store.warm reads nothing that matches a row)
+            self.store.warm(self.user, self.batch, self.mode)
+        except ValueError:
+            pass  # a bad batch or mode is reported by the claim below, in the app's own words
         self._next(None)
 
     @property

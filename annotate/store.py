@@ -7,7 +7,7 @@
 Every write is one transaction run by ``db.in_transaction`` (SQLite: BEGIN IMMEDIATE, retried while
 busy); a vote, its claim's release and its audit row commit together, in five or six statements
 (``bench/bench_annotate.md``). ``warm(user, batch, mode)`` compiles the hot statements ahead of the
-first key press (reads only). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
+first key press (a rehearsal rolled back). Each change to an item's claims or votes first locks the item row (PostgreSQL ``FOR UPDATE``;
 claims take ``FOR UPDATE SKIP LOCKED`` and re-check the item in a fresh statement once locked, so a
 count from an older snapshot never over-assigns it). Invariant: an item's votes plus its live
 claims by others never exceed ``votes_needed`` when a claim is granted; a vote beyond
@@ -20,6 +20,7 @@ Batches are named by their name (str). Times are UTC.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import timedelta
 
 from sqlalchemy import delete, insert, select, text, update
@@ -31,11 +32,15 @@ from annotate import access, migrate, store_queries
 from annotate.store_queries import (VoteRefused, batch_filter, cast, check_batch, check_vote, lock_item, next_offerable,
                                     offerable, others_claims, own_claim, settle)
 from annotate.access import AccessError
-from annotate.db import (Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
+from annotate.db import (SCORE_COLUMNS, Audit, Batch, Claim, Item, Skip, StoreError, User, Vote, default_url, engine_for,
                          WriteQueue, in_transaction, normalize_url, utcnow, write_engine)
 
 __all__ = ["Store", "StoreError", "AccessError", "VoteRefused", "ITEM_FIELDS"]
 ITEM_FIELDS = ("row_key", "image_id", "source_uri", "unit", "caption", "caption_synthetic", "hints_json", "thumbnail")
+
+
+class _Rehearsed(Exception):
+    """Raised to roll ``Store.warm``'s rehearsal back."""
 
 
 def _audit(s: Session, user: User | None, action: str, item_id: int | None = None, **detail) -> None:
@@ -157,76 +162,93 @@ class Store:
                    mode: str | None = None) -> Item | None:
         """The user's own live claim (lease renewed), else a newly claimed item; None when nothing is left.
         ``batch`` and ``mode`` (None: any) narrow the items offered."""
-        def work(s):
-            postgresql = s.bind.dialect.name == "postgresql"
-            if postgresql:  # a lease lost in a server crash only expires early
-                s.execute(text("SET LOCAL synchronous_commit = off"))
-            now = utcnow()
-            until = now + timedelta(seconds=lease_s)
-            in_batch = batch_filter(batch, mode)
-            s.execute(delete(Claim).where(Claim.user_id == user.id, Claim.expires_at <= now))
-            own = s.scalar(own_claim(user.id, in_batch))
-            if own is not None:
-                s.execute(update(Claim).where(Claim.item_id == own.id, Claim.user_id == user.id).values(expires_at=until))
-                return own
-            for _ in range(100):
-                item = s.scalar(next_offerable(user.id, now, in_batch))
-                if item is None:
-                    if batch is not None:
-                        self._batch(s, batch)  # a StoreError when there is no such batch
-                    return None
-                # PostgreSQL, locked now: a fresh statement sees every claim and vote committed before the lock
-                # (SQLite's BEGIN IMMEDIATE already read them all).
-                if not postgresql or s.scalar(select(Item.id).where(Item.id == item.id, offerable(user.id, now))) is not None:
-                    s.execute(insert(Claim).values(item_id=item.id, user_id=user.id, expires_at=until, created=now))
-                    return item
-            return None
-        return self._tx(work)
+        return self._tx(lambda s: self._claim(s, user, batch, lease_s, mode))
+
+    def _claim(self, s: Session, user: User, batch: str | None, lease_s: float, mode: str | None) -> Item | None:
+        postgresql = s.bind.dialect.name == "postgresql"
+        if postgresql:  # a lease lost in a server crash only expires early
+            s.execute(text("SET LOCAL synchronous_commit = off"))
+        now = utcnow()
+        until = now + timedelta(seconds=lease_s)
+        in_batch = batch_filter(batch, mode)
+        s.execute(delete(Claim).where(Claim.user_id == user.id, Claim.expires_at <= now))
+        own = s.scalar(own_claim(user.id, in_batch))
+        if own is not None:
+            s.execute(update(Claim).where(Claim.item_id == own.id, Claim.user_id == user.id).values(expires_at=until))
+            return own
+        for _ in range(100):
+            item = s.scalar(next_offerable(user.id, now, in_batch))
+            if item is None:
+                if batch is not None:
+                    self._batch(s, batch)  # a StoreError when there is no such batch
+                return None
+            # PostgreSQL, locked now: a fresh statement sees every claim and vote committed before the lock
+            # (SQLite's BEGIN IMMEDIATE already read them all).
+            if not postgresql or s.scalar(select(Item.id).where(Item.id == item.id, offerable(user.id, now))) is not None:
+                s.execute(insert(Claim).values(item_id=item.id, user_id=user.id, expires_at=until, created=now))
+                return item
+        return None
 
     def warm(self, user: User, batch: str | None = None, mode: str | None = None) -> None:
         """Compile this process's SQL for ``claim_next(user, batch, mode)`` and ``vote`` before the first key press
-        (SQLAlchemy compiles a statement on first use): the hot reads, on an id and batch name matching no row,
-        in one read transaction; nothing is locked or written (without a batch, the new-item query stays cold)."""
-        with self._read() as s, s.begin():
-            nowhere = batch_filter("" if batch is not None else None, mode)
-            s.scalar(own_claim(user.id, nowhere))
+        (SQLAlchemy compiles a statement on first use, ~1 ms of CPU each, which 20 annotators starting at once
+        pay together): a rehearsal in one write transaction that is rolled back. It adds a throwaway batch of
+        ``mode`` (default grade) with one item needing one vote, claims it through the same code as
+        ``claim_next`` (with a batch; without one, the new-item query stays cold, since a batch-less claim could
+        reach a real item), votes on it through the same code as ``vote`` (so the claim release, the vote, the
+        settling UPDATE and the audit row are compiled), and rolls everything back: nothing is kept, the audit log
+        included (PostgreSQL's id sequences advance). SQLite holds its write lock for those few milliseconds."""
+        rehearsal = f"~warm-{secrets.token_hex(8)}"
+
+        def work(s):
+            batch_id = s.scalar(insert(Batch).values(name=rehearsal, mode=mode or "grade", votes_per_item=1,
+                                                     created=utcnow()).returning(Batch.id))
+            item_id = s.scalar(insert(Item).values(batch_id=batch_id, row_key=0, image_id="", votes_needed=1,
+                                                   adjudicated=False, created=utcnow()).returning(Item.id))
             if batch is not None:
-                s.scalar(next_offerable(user.id, utcnow(), nowhere))
-            s.scalar(select(Item.id).where(Item.id == 0, offerable(user.id, utcnow())))
-            cast(s, 0)
-            try:
-                lock_item(s, 0)
-            except VoteRefused:
-                pass
+                # SQLAlchemy gives the first build of this ORM query in a process another cache key than the
+                # next ones (mapper state reaches its subqueries on first compile): build it once ahead.
+                s.scalar(next_offerable(user.id, utcnow(), batch_filter(rehearsal, mode)))
+                self._claim(s, user, rehearsal, 600, mode)
+            self._vote(s, user, item_id, 4 if (mode or "grade") == "grade" else None, "warm",
+                       None if (mode or "grade") == "grade" else dict.fromkeys(SCORE_COLUMNS, 3))
+            raise _Rehearsed
+
+        try:
+            self._tx(work)
+        except _Rehearsed:
+            pass
 
     def vote(self, user: User, item_id: int, level: int | None = None, note: str | None = None,
              scores: dict[str, int] | None = None) -> Vote:
-        def work(s):
-            now = utcnow()
-            item = lock_item(s, item_id)
-            checked = check_vote(item.mode, level, scores, note)
-            votes = cast(s, item_id)
-            if any(voter == user.id for voter, _ in votes):
-                raise VoteRefused(f"you already voted on item {item_id} (from another terminal?); undo it to change it")
-            if item.final_level is not None:
-                raise VoteRefused(f"item {item_id} is final (level {item.final_level}); it takes no more votes")
-            # Releasing the claim tells whether it was live; a refusal below rolls the release back.
-            mine = s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id)
-                             .returning(Claim.expires_at > now)).scalar()
-            if len(votes) >= item.votes_needed or (
-                    not mine and len(votes) + s.scalar(others_claims(item_id, user.id, now)) >= item.votes_needed):
-                raise VoteRefused(f"item {item_id} has all the votes it needs (your claim expired or you never claimed it)")
-            fields = dict(item_id=item_id, user_id=user.id, level=level, note=note or None, created=now, **checked)
-            vote = Vote(id=s.scalar(insert(Vote).values(fields).returning(Vote.id)), **fields)
-            final = settle(s, item, [lvl for _, lvl in votes] + [level])
-            _audit(s, user, "vote", item_id, level=level, scores=checked, final=final)
-            return vote
         try:
-            return self._tx(work)
+            return self._tx(lambda s: self._vote(s, user, item_id, level, note, scores))
         except IntegrityError as exc:
             if "unique" in str(exc.orig).lower() or "duplicate" in str(exc.orig).lower():
                 raise VoteRefused(f"you already voted on item {item_id} (from another terminal?)") from None
             raise StoreError(f"vote on item {item_id} violates the schema: {str(exc.orig).splitlines()[0]}") from None
+
+    def _vote(self, s: Session, user: User, item_id: int, level: int | None, note: str | None,
+              scores: dict[str, int] | None) -> Vote:
+        now = utcnow()
+        item = lock_item(s, item_id)
+        checked = check_vote(item.mode, level, scores, note)
+        votes = cast(s, item_id)
+        if any(voter == user.id for voter, _ in votes):
+            raise VoteRefused(f"you already voted on item {item_id} (from another terminal?); undo it to change it")
+        if item.final_level is not None:
+            raise VoteRefused(f"item {item_id} is final (level {item.final_level}); it takes no more votes")
+        # Releasing the claim tells whether it was live; a refusal below rolls the release back.
+        mine = s.execute(delete(Claim).where(Claim.item_id == item_id, Claim.user_id == user.id)
+                         .returning(Claim.expires_at > now)).scalar()
+        if len(votes) >= item.votes_needed or (
+                not mine and len(votes) + s.scalar(others_claims(item_id, user.id, now)) >= item.votes_needed):
+            raise VoteRefused(f"item {item_id} has all the votes it needs (your claim expired or you never claimed it)")
+        fields = dict(item_id=item_id, user_id=user.id, level=level, note=note or None, created=now, **checked)
+        vote = Vote(id=s.scalar(insert(Vote).values(fields).returning(Vote.id)), **fields)
+        final = settle(s, item, [lvl for _, lvl in votes] + [level])
+        _audit(s, user, "vote", item_id, level=level, scores=checked, final=final)
+        return vote
 
     def skip(self, user: User, item_id: int) -> None:
         """The item is not offered to this user again; their claim on it is released."""

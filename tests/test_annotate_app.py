@@ -329,3 +329,29 @@ def test_o_key_opens_the_full_image(team, tmp_path, monkeypatch):
             break
         time.sleep(0.05)
     assert opened.read_text().strip() == str(full)
+
+
+def test_the_first_key_press_reads_with_sql_compiled_at_start(team):
+    """The app calls ``Store.warm`` on mount, so every statement of the first vote and of the next claim
+    (reads and writes) runs as SQLAlchemy compiled it before the key press (cold ones compile on first use)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine.default import CACHE_MISS
+
+    compiled_on_the_key: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if context.cache_hit is CACHE_MISS:
+            compiled_on_the_key.append(statement)
+
+    async def drive():
+        app = ReviewApp(team.store, team.alice, batch="b1", image_mode="halfblock")
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert app.item.row_key == 100
+            event.listen(team.store.engine, "after_cursor_execute", record)
+            try:
+                await pilot.press("4")
+            finally:
+                event.remove(team.store.engine, "after_cursor_execute", record)
+            assert votes(team) == [(100, 4, None, None)] and app.item.row_key == 101
+    run(drive())
+    assert compiled_on_the_key == []

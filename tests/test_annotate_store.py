@@ -254,3 +254,42 @@ def test_upgrade_with_data_keeps_votes_and_matches_a_fresh_store(url, tmp_path):
     assert after == before
     assert sum(len(f["votes"]) for f in store.finals(lead, "old")) == 8
     store.close()
+
+
+@pytest.mark.parametrize("url", BACKENDS, indirect=True)
+@pytest.mark.parametrize("mode", ["grade", "caption"])
+def test_warm_compiles_a_claim_and_a_vote_and_keeps_nothing(url, mode):
+    """``Store.warm`` rehearses a claim and a vote in a rolled-back transaction: every table is as it was,
+    and a real claim and vote afterwards run only statements compiled before (SQLAlchemy's cache)."""
+    from sqlalchemy import event, func, select
+    from sqlalchemy.engine.default import CACHE_MISS
+    from sqlalchemy.orm import Session
+
+    from annotate.db import SCORE_COLUMNS, Audit, Batch, Claim, Item, Vote
+
+    store, lead, users = _team(url, names=("alice",), mode=mode)
+    alice = users["alice"]
+
+    def counts():
+        with Session(store.engine) as s:
+            return [s.scalar(select(func.count()).select_from(t)) for t in (Batch, Item, Claim, Vote, Audit)]
+
+    before = counts()
+    store.warm(alice, "b", mode)
+    assert counts() == before
+    cold: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if context.cache_hit is CACHE_MISS:
+            cold.append(statement)
+
+    event.listen(store.engine, "after_cursor_execute", record)
+    try:
+        item = store.claim_next(alice, "b", mode=mode)
+        scores = dict.fromkeys(SCORE_COLUMNS, 2) if mode == "caption" else None
+        store.vote(alice, item.id, level=3 if mode == "grade" else None, scores=scores)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", record)
+    assert cold == []
+    assert counts() == [before[0], before[1], 0, 1, before[4] + 1]
+    store.close()

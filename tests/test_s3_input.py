@@ -1,4 +1,5 @@
-"""`--input s3://…`: the pipeline reads WebDataset tars from an S3 server (moto, on loopback)."""
+"""S3 input and output: the pipeline reads WebDataset tars from an S3 server (moto, on loopback) and writes
+its output there with the same commit protocol, in this process and on local Ray."""
 from __future__ import annotations
 
 import hashlib
@@ -33,23 +34,8 @@ def _fill(fs, options: str, tmp_path_factory) -> str:
     return f"s3://curation-input/shards/*.tar?{options}"
 
 
-def test_pipeline_reads_tars_from_s3(s3_uri, tmp_path, local_ray):
-    import yaml
-
-    result = run(s3_uri, str(tmp_path / "out"), CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG)))
-    rows = rows_by_caption(tmp_path / "out")
-    assert len(rows) == len(cases()) == result.manifest["rows"]["in"]
-    for key, (data, caption, reasons) in cases().items():
-        row = rows[caption]
-        assert row["reasons"] == reasons, key
-        assert row["source_uri"].startswith("s3://curation-input/shards/"), key
-        if data:
-            assert row["id"] == hashlib.sha256(data).hexdigest(), key
-            # Enough to fetch the bytes again, kept or rejected.
-            assert fetch_image(row["source_uri"], row["source_index"], row["source_key"]) == data, key
-
-
-def test_output_to_s3_with_the_same_commit_protocol(s3_uri, tmp_path, local_ray):
+def test_output_to_s3_with_the_same_commit_protocol(s3_uri, tmp_path):
+    """In this process (no Ray: the run below writes its S3 output from Ray workers)."""
     import yaml
 
     config = CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG))
@@ -69,7 +55,7 @@ def test_output_to_s3_with_the_same_commit_protocol(s3_uri, tmp_path, local_ray)
     assert curate.open(target).read(["keep"]).column("keep").to_pylist().count(True) == manifest["rows"]["kept"]
 
 
-def test_a_second_run_into_s3_dedups_against_the_first_through_an_index_on_s3(s3_uri, tmp_path, local_ray):
+def test_a_second_run_into_s3_dedups_against_the_first_through_an_index_on_s3(s3_uri, tmp_path):
     import yaml
 
     query = s3_uri.split("?", 1)[1]
@@ -84,3 +70,34 @@ def test_a_second_run_into_s3_dedups_against_the_first_through_an_index_on_s3(s3
     for row in again:
         if row["id"] in kept_first:
             assert row["reasons"][-1] == "exact_duplicate" and row["dup_of"] == row["id"]
+
+
+def test_pipeline_reads_tars_from_s3_and_writes_to_s3_on_ray(s3_uri, tmp_path, local_ray):
+    """On local Ray (last in this module: the tests above run in this process, before Ray starts): workers
+    read the tars from S3 and write the output to S3; rows, reasons and source references as listed, and
+    the same table as the in-process run into a local folder."""
+    import yaml
+
+    config = CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG))
+    query = s3_uri.split("?", 1)[1]
+    target = f"s3://curation-input/on-ray?{query}"
+    assert local_ray.is_initialized()  # so the run goes to Ray whatever its size
+    result = run(s3_uri, target, config)
+    rows = rows_by_caption(target)
+    assert len(rows) == len(cases()) == result.manifest["rows"]["in"]
+    for key, (data, caption, reasons) in cases().items():
+        row = rows[caption]
+        assert row["reasons"] == reasons, key
+        assert row["source_uri"].startswith("s3://curation-input/shards/"), key
+        if data:
+            assert row["id"] == hashlib.sha256(data).hexdigest(), key
+            # Enough to fetch the bytes again, kept or rejected.
+            assert fetch_image(row["source_uri"], row["source_index"], row["source_key"]) == data, key
+    store = curate.open(target).store
+    assert store.exists("report.html") and not store.exists("_staging/inputs.json") and not store.exists(".refinery.lock")
+    in_process = tmp_path / "in-process"
+    local_ray.shutdown()  # the reference run goes in this process
+    local = run(s3_uri, str(in_process), config)
+    assert local.manifest["rows"] == result.manifest["rows"] and local.manifest["reasons"] == result.manifest["reasons"]
+    ours, theirs = curate.open(target).read(), curate.open(str(in_process)).read()
+    assert ours.drop_columns(["source_uri"]).equals(theirs.drop_columns(["source_uri"]))
