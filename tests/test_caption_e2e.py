@@ -1,5 +1,8 @@
 """The hf backend end to end: a tiny random LLaVA captions every kept row of a curated output on
-local Ray, the images are untouched; a caption job killed mid-way resumes without a row twice."""
+local Ray, the images are untouched; a caption job killed mid-way resumes without a row twice.
+
+Ray is started once, by the last test (``local_ray``): the runs that are not about Ray (the
+resumed run, the other worker layout in ``captioned_here``) come before it, in this process."""
 from __future__ import annotations
 
 import os
@@ -18,13 +21,14 @@ import curate
 from caption.config import CaptionConfig
 from caption.run import run, staged_rows
 from cases import TEST_CONFIG
+from curate import ray_adapter
 from curate.config import CurateConfig
 from curate.pipeline import run as curate_run
 from outputs import check_manifest
 from caption.tiny import tiny_llava
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = 36
+ROWS = 12  # 3 units of 4 (TEST_CONFIG): the killed job (batches of 2) has 6 batches to stage
 
 
 def _scenes(folder: Path, n: int) -> Path:
@@ -56,29 +60,15 @@ def _config(folder: Path, **over) -> dict:
             "preprocess": {"num_cpus": 0.25, "batch_size": 4}, **over}
 
 
-def test_the_hf_backend_captions_every_kept_row_on_local_ray(setup, tmp_path, local_ray):
+@pytest.fixture(scope="module")
+def captioned_here(setup, tmp_path_factory):
+    """The same rows captioned in this process (no Ray is up yet), batches of 3."""
     curated, model = setup
-    before = check_manifest(curated)
-    cfg = CaptionConfig.model_validate(_config(model, ray={"in_process_below": 0}))
-    result = run(str(curated), str(tmp_path / "captioned"), cfg)
-    rows = curate.open(str(tmp_path / "captioned")).read(
-        ["keep", "caption", "caption_synthetic", "caption_status", "caption_source", "caption_synthetic_model",
-         "caption_synthetic_seconds"]).to_pylist()
-    kept = [r for r in rows if r["keep"]]
-    assert len(kept) >= ROWS * 0.8
-    assert all(r["caption_status"] in ("ok", "caption_empty") for r in kept)
-    assert sum(r["caption_status"] == "ok" for r in kept) >= len(kept) * 0.8  # random weights: some answers are empty
-    assert all(r["caption_synthetic"] for r in kept if r["caption_status"] == "ok")
-    assert all(r["caption_synthetic_model"] == str(model) and r["caption_synthetic_seconds"] > 0 for r in kept)
-    assert all(r["caption_source"] == "synthetic" for r in kept if not r["caption"] and r["caption_status"] == "ok")
-    assert check_manifest(curated) == before  # image shards: same bytes, same checksums, same manifest
-    assert result.counts["ok"] + result.counts.get("caption_empty", 0) == len(kept)
-    # Another worker layout (in this process, batches of 3): the same draw for every row.
-    other = CaptionConfig.model_validate(_config(model, stage={"num_cpus": 0.5, "num_gpus": 0, "batch_size": 3, "actors": 1}))
-    run(str(curated), str(tmp_path / "again"), other)
-    again = curate.open(str(tmp_path / "again")).read(["keep", "caption_source", "caption_status"]).to_pylist()
-    both = [(a, b) for a, b in zip(rows, again) if a["caption_status"] == b["caption_status"] == "ok"]
-    assert len(both) >= len(kept) * 0.8 and all(a["caption_source"] == b["caption_source"] for a, b in both)
+    assert not ray_adapter.connected()
+    out = tmp_path_factory.mktemp("here") / "captioned"
+    run(str(curated), str(out), CaptionConfig.model_validate(
+        _config(model, stage={"num_cpus": 0.5, "num_gpus": 0, "batch_size": 3, "actors": 1})))
+    return out
 
 
 def test_a_caption_job_killed_mid_way_resumes_with_every_row_captioned_once(setup, tmp_path):
@@ -110,3 +100,26 @@ def test_a_caption_job_killed_mid_way_resumes_with_every_row_captioned_once(setu
     rows = curate.open(str(out)).read(["row_key", "caption_status"], where="keep").to_pylist()
     assert len({r["row_key"] for r in rows}) == kept
     assert all(r["caption_status"] in ("ok", "caption_empty") for r in rows)
+
+
+def test_the_hf_backend_captions_every_kept_row_on_local_ray(setup, captioned_here, tmp_path, local_ray):
+    curated, model = setup
+    before = check_manifest(curated)
+    cfg = CaptionConfig.model_validate(_config(model, ray={"in_process_below": 0}))
+    result = run(str(curated), str(tmp_path / "captioned"), cfg)
+    rows = curate.open(str(tmp_path / "captioned")).read(
+        ["keep", "caption", "caption_synthetic", "caption_status", "caption_source", "caption_synthetic_model",
+         "caption_synthetic_seconds"]).to_pylist()
+    kept = [r for r in rows if r["keep"]]
+    assert len(kept) >= ROWS * 0.8
+    assert all(r["caption_status"] in ("ok", "caption_empty") for r in kept)
+    assert sum(r["caption_status"] == "ok" for r in kept) >= len(kept) * 0.8  # random weights: some answers are empty
+    assert all(r["caption_synthetic"] for r in kept if r["caption_status"] == "ok")
+    assert all(r["caption_synthetic_model"] == str(model) and r["caption_synthetic_seconds"] > 0 for r in kept)
+    assert all(r["caption_source"] == "synthetic" for r in kept if not r["caption"] and r["caption_status"] == "ok")
+    assert check_manifest(curated) == before  # image shards: same bytes, same checksums, same manifest
+    assert result.counts["ok"] + result.counts.get("caption_empty", 0) == len(kept)
+    # Another worker layout (in this process, batches of 3): the same draw for every row.
+    again = curate.open(str(captioned_here)).read(["keep", "caption_source", "caption_status"]).to_pylist()
+    both = [(a, b) for a, b in zip(rows, again) if a["caption_status"] == b["caption_status"] == "ok"]
+    assert len(both) >= len(kept) * 0.8 and all(a["caption_source"] == b["caption_source"] for a, b in both)

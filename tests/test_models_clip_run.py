@@ -24,8 +24,14 @@ from test_models_clip import TINY, published_aesthetic  # noqa: E402
 pytestmark = pytest.mark.ray
 
 
+# One stats actor: the CPU pass is not what this module checks, and on 2 CPUs each actor is one
+# more worker process to start.
+STATS_ACTORS = ("stats: {num_cpus: 0.5, batch_size: 4, actors: 2}", "stats: {num_cpus: 0.5, batch_size: 4, actors: 1}")
+assert STATS_ACTORS[0] in TEST_CONFIG
+
+
 def _config(tmp, clip_confirm: float, semantic: float) -> str:
-    return (TEST_CONFIG.replace("dedup: {exact: true, near: true, radius: 4}",
+    return (TEST_CONFIG.replace(*STATS_ACTORS).replace("dedup: {exact: true, near: true, radius: 4}",
                                 f"dedup: {{exact: true, near: true, radius: 4, clip_confirm: {clip_confirm}, "
                                 f"semantic: {{enabled: true, threshold: {semantic}, cluster_rows: 4}}}}")
             + f"models:\n  clip: {{enabled: true, model: null, model_config_file: {tmp / 'tiny.json'}}}\n"

@@ -23,14 +23,19 @@ FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 LINES = ["Grand opening sale this weekend", "All shoes fifty percent off", "Open daily from nine to six",
          "Free parking behind the store", "Call now to book your table", "Fresh bread baked every morning"]
 MODELS_ON = "models:\n  ocr: {enabled: true}\n  faces: {enabled: true}\n  nsfw: {enabled: true}\n"
-RULES_END = TEST_CONFIG.index("dedup:")
+# One stats actor: the CPU pass is not what this module checks, and on 2 CPUs each actor is one
+# more worker process to start.
+STATS_ACTORS = ("stats: {num_cpus: 0.5, batch_size: 4, actors: 2}", "stats: {num_cpus: 0.5, batch_size: 4, actors: 1}")
+assert STATS_ACTORS[0] in TEST_CONFIG
+BASE = TEST_CONFIG.replace(*STATS_ACTORS)
+RULES_END = BASE.index("dedup:")
 MODEL_RULES = ("  - {column: stat_ocr_area, max: 0.15, reason: text_heavy, on_null: pass}\n"
                "  - {column: stat_nsfw, max: 0.5, reason: nsfw, on_null: pass}\n")
 
 
 def _config(tmp_path: Path, name: str, rules: str, extra: str = "") -> Path:
     path = tmp_path / name
-    path.write_text(TEST_CONFIG[:RULES_END] + rules + TEST_CONFIG[RULES_END:] + MODELS_ON + extra
+    path.write_text(BASE[:RULES_END] + rules + BASE[RULES_END:] + MODELS_ON + extra
                     + "ray: {in_process_below: 0}\n")
     return path
 

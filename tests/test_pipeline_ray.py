@@ -1,12 +1,14 @@
 """End to end on a local Ray (2 CPUs): all three input layouts, retune, report, manifest.
 
 A run on Ray takes ~10 s however small: each layout's run is made once (``layout_run``) and
-shared by the tests that only read it (or write elsewhere); a test that changes its output or
-its source makes its own."""
+shared by the tests that only read it (or write elsewhere); the one test that changes its
+output and its source (an in-place retune) comes last and takes the folder run for itself
+(``layout_run.take``: a later user would get a fresh run)."""
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -39,7 +41,8 @@ def _sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def layout_run(tmp_path_factory, local_ray):
     """``layout -> (source, out, result)``: one run per input layout on the module's Ray, made
-    on first use; tests that take it must not change the output or the source."""
+    on first use; tests that get it must not change the output or the source, except through
+    ``layout_run.take(layout)``, which hands the run over (a later ``get`` makes another)."""
     made = {}
 
     def get(layout: str):
@@ -49,6 +52,13 @@ def layout_run(tmp_path_factory, local_ray):
             made[layout] = (source, root / "out", run(source, str(root / "out"), _config()))
         return made[layout]
 
+    def take(layout: str):
+        """The run for a test that may change it: no later test reads it."""
+        got = get(layout)
+        del made[layout]
+        return got
+
+    get.take = take
     return get
 
 
@@ -86,19 +96,40 @@ def test_pipeline_rows_reasons_and_groups(layout, layout_run):
 def test_distributed_near_dup_search_gives_the_same_decisions(tmp_path, layout_run):
     import curate
 
-    source, local, _ = layout_run("folder")  # the driver's near-dup search (the default below distributed_above)
+    _, local, _ = layout_run("folder")  # the driver's near-dup search (the default below distributed_above)
     config = _config().model_copy(update={"dedup": _config().dedup.model_copy(update={"distributed_above": 0})})
-    assert pair_finder(len(cases()), config).func is near_pairs_distributed  # the path this run takes
+    assert pair_finder(len(cases()), config).func is near_pairs_distributed  # the path this finalize takes
     assert pair_finder(len(cases()), _config()) is near_pairs
-    run(str(source), str(tmp_path / "distributed"), config)
+    # The search is part of finalize: decide the stored stats again (a retune elsewhere) with it.
+    manifest = retune(str(local), config, output=str(tmp_path / "distributed"))
+    assert manifest["decided_with"]["dedup"]["distributed_above"] == 0
     cols = ["row_key", "keep", "reasons", "dup_of"]
     assert curate.open(str(tmp_path / "distributed")).read(cols).equals(curate.open(str(local)).read(cols))
+    assert not (tmp_path / "distributed" / "_staging").exists()  # the search's staged files are removed
 
 
-def test_retune_writes_only_decisions_and_promotes_from_stored_bytes(tmp_path, local_ray):
-    source = write_folder(tmp_path / "in")
-    out = tmp_path / "out"
-    run(str(source), str(out), _config())
+def test_retune_into_another_folder_points_at_the_source_and_leaves_it_alone(tmp_path, layout_run):
+    _, out, result = layout_run("folder")
+    first = result.manifest
+    loose = _config(stat_short_side={"min": 64}, stat_aspect={"max": 6.0}, stat_clarity={"min": 30})
+    manifest = retune(str(out), loose, output=str(tmp_path / "out2"))
+    assert not (tmp_path / "out2" / "images").exists()  # no image byte copied
+    assert manifest["groups"]["images"][""]["root"] == str(out)
+    assert rows_by_caption(tmp_path / "out2")["a strip of an astronaut"]["keep"]
+    assert read_manifest(Store.open(str(out))) == first  # the source is untouched
+    check_manifest(tmp_path / "out2")
+
+
+def test_report_lists_every_reason(layout_run):
+    _, out, _ = layout_run("folder")
+    html = (out / "report.html").read_text()
+    for reason in json.loads((out / "manifest.json").read_text())["reasons"]:
+        assert reason in html
+
+
+def test_retune_writes_only_decisions_and_promotes_from_stored_bytes(layout_run):
+    source, out, _ = layout_run.take("folder")  # this test deletes its source and retunes it in place
+    source = Path(source)
     before = rows_by_caption(out)
     images_before = {p.name: p.read_bytes() for p in (out / "images").glob("*.parquet")}
     stats_before = {p.name: p.read_bytes() for p in (out / "stats").rglob("*.parquet")}
@@ -127,22 +158,3 @@ def test_retune_writes_only_decisions_and_promotes_from_stored_bytes(tmp_path, l
     # What the stats were measured with is carried; what decided them is the new config.
     assert manifest["measured_with"] == json.loads((out / "manifest.json").read_text())["measured_with"]
     assert manifest["decided_with"]["rules"][2]["min"] == 30
-
-
-def test_retune_into_another_folder_points_at_the_source_and_leaves_it_alone(tmp_path, layout_run):
-    _, out, result = layout_run("folder")
-    first = result.manifest
-    loose = _config(stat_short_side={"min": 64}, stat_aspect={"max": 6.0}, stat_clarity={"min": 30})
-    manifest = retune(str(out), loose, output=str(tmp_path / "out2"))
-    assert not (tmp_path / "out2" / "images").exists()  # no image byte copied
-    assert manifest["groups"]["images"][""]["root"] == str(out)
-    assert rows_by_caption(tmp_path / "out2")["a strip of an astronaut"]["keep"]
-    assert read_manifest(Store.open(str(out))) == first  # the source is untouched
-    check_manifest(tmp_path / "out2")
-
-
-def test_report_lists_every_reason(layout_run):
-    _, out, _ = layout_run("folder")
-    html = (out / "report.html").read_text()
-    for reason in json.loads((out / "manifest.json").read_text())["reasons"]:
-        assert reason in html

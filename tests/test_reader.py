@@ -18,6 +18,7 @@ from curate.pipeline import run
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
+    """One run (in this process: it is made before any Ray starts) of ``<root>/in`` into ``<root>/out``."""
     root = tmp_path_factory.mktemp("reader")
     run(str(write_folder(root / "in")), str(root / "out"), CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG)))
     return root / "out"
@@ -69,12 +70,6 @@ def test_plain_pyarrow_and_duckdb_read_the_same_rows(out):
     assert sql.column("caption").to_pylist() == ours.column("caption").to_pylist()
 
 
-def test_ray_dataset_streams_the_same_rows(out, local_ray):
-    ds = curate.open(str(out)).to_ray(["row_key", "caption"], where="keep")
-    rows = sorted(r["row_key"] for r in ds.iter_rows())
-    assert rows == sorted(curate.open(str(out)).read(["row_key"], where="keep").column("row_key").to_pylist())
-
-
 def test_files_carry_the_schema_version_and_field_kinds(out):
     import pyarrow.parquet as pq
 
@@ -87,10 +82,8 @@ def test_files_carry_the_schema_version_and_field_kinds(out):
     assert not schema.field("row_key").nullable
 
 
-def test_bytes_written_per_input_byte(tmp_path):
-    source = write_folder(tmp_path / "in")
-    out = tmp_path / "out"
-    run(str(source), str(out), CurateConfig.model_validate(yaml.safe_load(TEST_CONFIG)))
+def test_bytes_written_per_input_byte(out):
+    source = out.parent / "in"
     read = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
     files = list(out.rglob("*.parquet"))
     written = sum(p.stat().st_size for p in files)
@@ -98,3 +91,9 @@ def test_bytes_written_per_input_byte(tmp_path):
     # column metadata, ~16 KB for the stats group), which is noise for real units of hundreds of
     # images (bench/bench_pipeline.py measures the ratio at 2,000 images) but not for 17 tiny ones.
     assert written <= 1.1 * read + 20_000 * len(files), (written, read, len(files))
+
+
+def test_ray_dataset_streams_the_same_rows(out, local_ray):
+    ds = curate.open(str(out)).to_ray(["row_key", "caption"], where="keep")
+    rows = sorted(r["row_key"] for r in ds.iter_rows())
+    assert rows == sorted(curate.open(str(out)).read(["row_key"], where="keep").column("row_key").to_pylist())
