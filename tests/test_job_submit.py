@@ -110,17 +110,9 @@ def submit_local(tmp_path: Path, name: str, source: Path):
         assert not left, f"processes of the head left running: {left}\n{script.text()[-3000:]}"
 
 
-def test_job_submit_runs_the_pipeline_and_stops_its_head(tmp_path):
-    source = write_folder(tmp_path / "in")
-    with submit_local(tmp_path, "out", source) as script:
-        assert script.proc.wait(timeout=JOB_TIMEOUT) == 0, script.text()[-4000:]
-        assert "succeeded" in script.text()
-        temp_dir = script.head_line()["temp_dir"]
-    assert manifest_of(tmp_path / "out")
-    assert not temp_dir.exists()
-
-
 def test_two_heads_side_by_side_and_a_killed_caller_stops_only_its_head(tmp_path):
+    """Also the plain path (one job per head, the head's own cost): b runs the pipeline to the end, succeeds, and
+    stops its head (no process left, temp dir removed), while a beside it is killed."""
     source = write_folder(tmp_path / "in")
     with submit_local(tmp_path, "a", source) as a, submit_local(tmp_path, "b", source) as b:
         # Both heads come up and accept a job: no port of one is taken by the other.
@@ -136,9 +128,11 @@ def test_two_heads_side_by_side_and_a_killed_caller_stops_only_its_head(tmp_path
         assert a.proc.wait(timeout=60) == 128 + signal.SIGTERM
         assert wait_until(lambda: not head_processes(a.token), timeout=30), head_processes(a.token)
         assert not head_a["temp_dir"].exists()
-        # ... and nothing of the other, whose job runs to the end.
+        # ... and nothing of the other, whose job runs to the end; its script then stops its head.
         assert b.proc.wait(timeout=JOB_TIMEOUT) == 0, b.text()[-4000:]
+        assert "succeeded" in b.text()
     assert manifest_of(tmp_path / "b")
+    assert not head_b["temp_dir"].exists()
     assert not (tmp_path / "a" / "manifest.json").exists()
 
 

@@ -1,6 +1,6 @@
 """The runner's bookkeeping with a scripted job client (no Ray): retries and timeouts, the log tail in a
 failed run, resume from the failed stage only, Ctrl-C during a job, secrets out of stored logs, the
-lock, and the CLI's answers around it (the real jobs run in test_workflow_ray / test_workflow_resume)."""
+lock, and the CLI's answers around it (the real jobs run in test_workflow_ray)."""
 from __future__ import annotations
 
 import subprocess

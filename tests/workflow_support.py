@@ -19,10 +19,12 @@ FIRST_DROP = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "ho
 
 
 def build_sample(folder: Path) -> Path:
-    """The bundled sample (folder layout), built once per folder."""
+    """The bundled sample (folder layout, seed 0: what `curate sample --layout folder` writes), built once per folder
+    (in this process: a `python -m curate` child costs seconds of imports)."""
     if not (folder / "astronaut.jpg").exists():
-        subprocess.run([PY, "-m", "curate", "sample", "--output", str(folder), "--layout", "folder"], check=True,
-                       capture_output=True, cwd=ROOT)
+        from curate.sample import build_sample as write_sample
+
+        write_sample(folder, layout="folder", seed=0)
     return folder
 
 
@@ -45,14 +47,37 @@ def images_in(folder: Path) -> int:
 
 
 def annotate_store(tmp: Path) -> tuple[str, str]:
-    """(URL, lead token) of a fresh annotation store."""
+    """(URL, lead token) of a fresh annotation store: what `annotate init` and `annotate users add lead --role lead`
+    do, in this process (each `python -m annotate` child costs seconds of imports)."""
+    from annotate.store import Store
+
     url = f"sqlite:///{tmp / 'grading.db'}"
-    run = lambda *argv: subprocess.run([PY, "-m", "annotate", *argv, "--db", url], check=True, capture_output=True,
-                                       text=True, cwd=ROOT)
-    run("init")
-    out = run("users", "add", "lead", "--role", "lead", "--user", "lead").stdout
-    token = next(line.strip() for line in out.splitlines() if len(line.strip()) >= 32 and " " not in line.strip())
+    Store.init(url)
+    store = Store.open(url)
+    try:
+        token = store.add_user(None, "lead", "lead")
+    finally:
+        store.close()
     return url, token
+
+
+def workflow(env, *argv) -> subprocess.CompletedProcess:
+    """`python -m workflows ARGV…` in a child process with ``env``."""
+    return subprocess.run([PY, "-m", "workflows", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def workflow_here(*argv) -> subprocess.CompletedProcess:
+    """`python -m workflows ARGV…` in this process, for the commands that only read the store (history, logs):
+    no job, no head, and no child paying seconds of imports."""
+    import contextlib
+    import io
+
+    from workflows.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
 def write_spec(folder: Path, name: str, incoming: Path, output: Path, retries: int = 0, extra: dict | None = None) -> Path:
