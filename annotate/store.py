@@ -198,10 +198,10 @@ class Store:
         reach a real item), votes on it through the same code as ``vote`` (so the claim release, the vote, the
         settling UPDATE and the audit row are compiled), and rolls everything back: nothing is kept, the audit log
         included (PostgreSQL's id sequences advance). SQLite holds its write lock for those few milliseconds."""
-        rehearsal = f"~warm-{secrets.token_hex(8)}"
+        rehearsal, kind = f"~warm-{secrets.token_hex(8)}", mode or "grade"
 
         def work(s):
-            batch_id = s.scalar(insert(Batch).values(name=rehearsal, mode=mode or "grade", votes_per_item=1,
+            batch_id = s.scalar(insert(Batch).values(name=rehearsal, mode=kind, votes_per_item=1,
                                                      created=utcnow()).returning(Batch.id))
             item_id = s.scalar(insert(Item).values(batch_id=batch_id, row_key=0, image_id="", votes_needed=1,
                                                    adjudicated=False, created=utcnow()).returning(Item.id))
@@ -210,8 +210,8 @@ class Store:
                 # next ones (mapper state reaches its subqueries on first compile): build it once ahead.
                 s.scalar(next_offerable(user.id, utcnow(), batch_filter(rehearsal, mode)))
                 self._claim(s, user, rehearsal, 600, mode)
-            self._vote(s, user, item_id, 4 if (mode or "grade") == "grade" else None, "warm",
-                       None if (mode or "grade") == "grade" else dict.fromkeys(SCORE_COLUMNS, 3))
+            grade = kind == "grade"
+            self._vote(s, user, item_id, 4 if grade else None, "warm", None if grade else dict.fromkeys(SCORE_COLUMNS, 3))
             raise _Rehearsed
 
         try:
